@@ -1,0 +1,107 @@
+//! `warden policy check`.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use serde_json::json;
+use warden_gateway::Upstream;
+use warden_mcp::ToolCatalog;
+use warden_policy::{Catalogs, PolicyEngine, PolicySources};
+
+use crate::cli::{Cli, PolicyCommand};
+use crate::context::{config, print_json, store};
+use crate::{Failure, Outcome};
+
+pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
+    let PolicyCommand::Check { live, json } = cmd;
+    let config = config(cli)?;
+    let mut catalogs = Catalogs::new();
+    let mut missing = Vec::new();
+    if *live {
+        let store = store(&config).await?;
+        for u in &config.upstreams {
+            let upstream = Arc::new(
+                Upstream::new(u, config.gateway.max_response_bytes).map_err(|e| anyhow!(e))?,
+            );
+            let result = upstream.list_tools().await;
+            upstream.shutdown().await;
+            let catalog = result
+                .with_context(|| format!("cannot list the tools of upstream `{}`", u.name))?;
+            store
+                .save_catalog(&u.name, &catalog.to_json().to_string())
+                .await
+                .context("cannot record the catalog")?;
+            catalogs.insert(u.name.clone(), catalog);
+        }
+    } else {
+        let store = store(&config).await?;
+        let recorded = store
+            .catalogs()
+            .await
+            .context("cannot read the recorded catalogs")?;
+        for u in &config.upstreams {
+            match recorded.iter().find(|(name, _)| name == &u.name) {
+                Some((_, text)) => {
+                    let value = serde_json::from_str(text).context("corrupt recorded catalog")?;
+                    catalogs.insert(
+                        u.name.clone(),
+                        ToolCatalog::from_json(value).map_err(|e| anyhow!(e))?,
+                    );
+                }
+                None => missing.push(u.name.to_string()),
+            }
+        }
+    }
+    let sources = PolicySources::read_dir(&config.policy.dir)
+        .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
+    match PolicyEngine::build(&sources, &catalogs) {
+        Ok(engine) => {
+            let tools: usize = catalogs.values().map(|c| c.tools.len()).sum();
+            if *json {
+                return print_json(&json!({
+                    "ok": true, "version": engine.version(), "policies": engine.policy_count(),
+                    "tools": tools, "upstreams_without_catalog": missing,
+                }));
+            }
+            println!(
+                "ok: {} policies valid against the schema ({} tools from {} upstreams), version {}",
+                engine.policy_count(),
+                tools,
+                catalogs.len(),
+                engine.version()
+            );
+            if !missing.is_empty() {
+                println!(
+                    "note: no recorded tool catalog for {}; run `warden policy check --live` or start the gateway once",
+                    missing.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(diagnostics) => {
+            if *json {
+                let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                print_json(&json!({ "ok": false, "errors": errors }))?;
+            }
+            let shown: Vec<String> = diagnostics
+                .iter()
+                .map(|d| match d.position {
+                    Some(_) => format!("{}/{d}", config.policy.dir.display()),
+                    None => d.to_string(),
+                })
+                .collect();
+            let mut message = format!(
+                "{} policy error(s):\n{}",
+                diagnostics.len(),
+                shown.join("\n")
+            );
+            if !missing.is_empty() {
+                message.push_str(&format!(
+                    "\nnote: no recorded tool catalog for {}, so their tools are unknown; run `warden policy check --live` or start the gateway once",
+                    missing.join(", ")
+                ));
+            }
+            Err(Failure::Invalid(anyhow!(message)))
+        }
+    }
+}

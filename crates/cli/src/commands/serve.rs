@@ -1,0 +1,72 @@
+//! `warden serve`.
+
+use anyhow::{Context as _, anyhow};
+use tokio::net::TcpListener;
+use warden_gateway::{Gateway, StartError};
+
+use crate::cli::Cli;
+use crate::context::{config, signing_key, store};
+use crate::{Failure, Outcome};
+
+pub async fn run(cli: &Cli) -> Outcome {
+    let config = config(cli)?;
+    let store = store(&config).await?;
+    let key = signing_key(&config)?;
+    let gateway_addr = config.gateway.listen;
+    let admin_addr = config.admin.listen;
+    let gateway = Gateway::start(config, store, key)
+        .await
+        .map_err(|e| match e {
+            StartError::Policy(_) => Failure::Invalid(anyhow!(e)),
+            StartError::Other(m) => Failure::Failed(anyhow!(m)),
+        })?;
+    let gateway_listener = TcpListener::bind(gateway_addr)
+        .await
+        .with_context(|| format!("cannot listen on {gateway_addr}"))?;
+    let admin_listener = TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr}"))?;
+    let engine = gateway.policy().engine();
+    tracing::info!(
+        gateway = %gateway_listener.local_addr().map_or_else(|_| gateway_addr.to_string(), |a| a.to_string()),
+        admin = %admin_listener.local_addr().map_or_else(|_| admin_addr.to_string(), |a| a.to_string()),
+        policies = engine.as_ref().map_or(0, |e| e.policy_count()),
+        policy_version = engine.as_ref().map_or("-", |e| e.version()),
+        "warden is serving"
+    );
+    println!(
+        "warden: gateway on http://{gateway_addr}/mcp (federated) and http://{gateway_addr}/mcp/{{upstream}}; admin API on http://{admin_addr}"
+    );
+    for u in &gateway.config().upstreams {
+        println!(
+            "warden: upstream `{}` at http://{gateway_addr}/mcp/{}",
+            u.name, u.name
+        );
+    }
+    warden_gateway::serve(gateway, gateway_listener, admin_listener, shutdown_signal())
+        .await
+        .context("server error")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,83 @@
+//! What commands share: logging, the config, the store, the signing key.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+use warden_config::Config;
+use warden_identity::{SigningKey, TokenIssuer};
+use warden_store::Store;
+
+use crate::Failure;
+use crate::cli::{Cli, Command, LogFormat};
+
+pub fn init_logging(cli: &Cli) {
+    let default = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Loads the config; any problem is an invalid-config failure (exit 3).
+pub fn config(cli: &Cli) -> Result<Config, Failure> {
+    Config::load(&cli.config).map_err(|e| {
+        let mut e = anyhow::Error::new(e);
+        if !cli.config.exists() {
+            e = e.context("no config file (create one with `warden init DIR`, or pass --config)");
+        }
+        Failure::Invalid(e)
+    })
+}
+
+pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
+    Ok(warden_store::open(&config.storage_url)
+        .await
+        .context("cannot open the store")?)
+}
+
+pub fn signing_key(config: &Config) -> Result<Arc<SigningKey>, Failure> {
+    let path = &config.identity.signing_key;
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the signing key `{}`", path.display()))?;
+    let key = SigningKey::from_pem(&pem)
+        .with_context(|| format!("`{}`", path.display()))
+        .map_err(Failure::Invalid)?;
+    Ok(Arc::new(key))
+}
+
+pub fn issuer(config: &Config, key: Arc<SigningKey>) -> TokenIssuer {
+    let id = &config.identity;
+    TokenIssuer::new(
+        key,
+        &id.issuer,
+        &id.audience,
+        &id.trust_domain,
+        id.max_token_ttl,
+    )
+}
+
+/// Who runs the command, for admin audit records.
+pub fn operator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map_or_else(|| "cli".to_owned(), |u| format!("cli:{u}"))
+}
+
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).context("cannot print JSON")?
+    );
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The TOML as written: serde types with defaults, unknown keys rejected.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use warden_core::{TenantId, UpstreamName};
+
+pub use crate::duration::HumanDuration;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[gateway]`.
+    #[serde(default)]
+    pub gateway: RawGateway,
+    /// `[admin]`.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[storage]`.
+    #[serde(default)]
+    pub storage: RawStorage,
+    /// `[policy]`.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// `[identity]`.
+    #[serde(default)]
+    pub identity: RawIdentity,
+    /// `[[upstreams]]`.
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Default `127.0.0.1:8080`.
+    #[serde(default = "gateway_listen")]
+    pub listen: SocketAddr,
+    /// Default 1 MiB.
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Default 8 MiB.
+    #[serde(default = "max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Default `30s`.
+    #[serde(default = "upstream_timeout")]
+    pub upstream_timeout: HumanDuration,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Default `127.0.0.1:8081`.
+    #[serde(default = "admin_listen")]
+    pub listen: SocketAddr,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// Default `sqlite://warden.db` (relative to the config file).
+    #[serde(default = "storage_url")]
+    pub url: String,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Default `policies` (relative to the config file).
+    #[serde(default = "policy_dir")]
+    pub dir: PathBuf,
+    /// Default `1s`.
+    #[serde(default = "reload_interval")]
+    pub reload_interval: HumanDuration,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Default `warden`.
+    #[serde(default = "issuer")]
+    pub issuer: String,
+    /// Default `warden-gateway`.
+    #[serde(default = "audience")]
+    pub audience: String,
+    /// Default `warden.local`.
+    #[serde(default = "trust_domain")]
+    pub trust_domain: String,
+    /// Default `default`.
+    #[serde(default = "default_tenant")]
+    pub default_tenant: TenantId,
+    /// Default `keys/signing.pem` (relative to the config file).
+    #[serde(default = "signing_key")]
+    pub signing_key: PathBuf,
+    /// Default `10m`.
+    #[serde(default = "token_ttl")]
+    pub token_ttl: HumanDuration,
+    /// Default `1h`.
+    #[serde(default = "max_token_ttl")]
+    pub max_token_ttl: HumanDuration,
+    /// Default `30s`.
+    #[serde(default = "leeway")]
+    pub leeway: HumanDuration,
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// The upstream's name.
+    pub name: UpstreamName,
+    /// MCP Streamable HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Program and arguments of a stdio MCP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Environment for `command`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Per-call timeout; default `gateway.upstream_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+macro_rules! defaults {
+    ($($f:ident: $t:ty = $e:expr;)*) => { $(fn $f() -> $t { $e })* };
+}
+
+defaults! {
+    gateway_listen: SocketAddr = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+    admin_listen: SocketAddr = SocketAddr::from((Ipv4Addr::LOCALHOST, 8081));
+    max_body_bytes: usize = 1 << 20;
+    max_response_bytes: usize = 8 << 20;
+    upstream_timeout: HumanDuration = HumanDuration(Duration::from_secs(30));
+    storage_url: String = "sqlite://warden.db".into();
+    policy_dir: PathBuf = "policies".into();
+    reload_interval: HumanDuration = HumanDuration(Duration::from_secs(1));
+    issuer: String = "warden".into();
+    audience: String = "warden-gateway".into();
+    trust_domain: String = "warden.local".into();
+    default_tenant: TenantId = TenantId::new("default").unwrap_or_else(|_| unreachable_tenant());
+    signing_key: PathBuf = "keys/signing.pem".into();
+    token_ttl: HumanDuration = HumanDuration(Duration::from_secs(600));
+    max_token_ttl: HumanDuration = HumanDuration(Duration::from_secs(3600));
+    leeway: HumanDuration = HumanDuration(Duration::from_secs(30));
+}
+
+#[allow(
+    clippy::panic,
+    reason = "`default` is a valid tenant name, checked by a unit test"
+)]
+fn unreachable_tenant() -> TenantId {
+    panic!("`default` is a valid tenant name")
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            listen: gateway_listen(),
+            max_body_bytes: max_body_bytes(),
+            max_response_bytes: max_response_bytes(),
+            upstream_timeout: upstream_timeout(),
+        }
+    }
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: admin_listen(),
+        }
+    }
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self { url: storage_url() }
+    }
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            dir: policy_dir(),
+            reload_interval: reload_interval(),
+        }
+    }
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        Self {
+            issuer: issuer(),
+            audience: audience(),
+            trust_domain: trust_domain(),
+            default_tenant: default_tenant(),
+            signing_key: signing_key(),
+            token_ttl: token_ttl(),
+            max_token_ttl: max_token_ttl(),
+            leeway: leeway(),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The admin API (JSON over HTTP). Every route but `/healthz` needs an admin
+//! token (`warden token issue --admin NAME --role admin|auditor`); auditors
+//! read, admins also change. Changes are audit records of their own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warden_audit::{AuditRecord, ChainHead, verify_chain};
+use warden_core::{AgentName, AgentState};
+use warden_identity::{Operator, Role};
+use warden_store::{NewAgent, StoreError};
+
+use crate::Gateway;
+use crate::auth::bearer;
+use crate::mcp::exchange_now as now;
+
+type Gw = State<Arc<Gateway>>;
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn store_error(e: &StoreError) -> Response {
+    match e {
+        StoreError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        StoreError::Conflict(_) => error(StatusCode::CONFLICT, &e.to_string()),
+        _ => {
+            tracing::error!("admin: {e}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+        }
+    }
+}
+
+fn operator(gw: &Gateway, headers: &HeaderMap, needed: Role) -> Result<Operator, Response> {
+    let token = bearer(headers).map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let op = gw
+        .verifier
+        .verify_admin(token)
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    if op.role < needed {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "this operation needs the admin role",
+        ));
+    }
+    Ok(op)
+}
+
+pub(crate) fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/v1/agents", get(list_agents).post(create_agent))
+        .route("/v1/agents/{name}", get(show_agent))
+        .route("/v1/agents/{name}/{action}", post(change_agent))
+        .route("/v1/audit", get(audit_entries))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/policy", get(policy_status))
+        .with_state(gw)
+}
+
+async fn list_agents(State(gw): Gw, headers: HeaderMap) -> Response {
+    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
+        return r;
+    }
+    match gw
+        .store
+        .list_agents(&gw.config.identity.default_tenant)
+        .await
+    {
+        Ok(agents) => Json(json!({ "agents": agents })).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+fn agent_name(name: &str) -> Result<AgentName, Response> {
+    AgentName::new(name).map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))
+}
+
+async fn show_agent(State(gw): Gw, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
+        return r;
+    }
+    let name = match agent_name(&name) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match gw
+        .store
+        .agent(&gw.config.identity.default_tenant, &name)
+        .await
+    {
+        Ok(Some(agent)) => Json(agent).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, &format!("agent `{name}` not found")),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAgent {
+    name: String,
+    owner: Option<String>,
+    purpose: Option<String>,
+}
+
+async fn create_agent(
+    State(gw): Gw,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let op = match operator(&gw, &headers, Role::Admin) {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let req: CreateAgent = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
+    };
+    let name = match agent_name(&req.name) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let tenant = gw.config.identity.default_tenant.clone();
+    let new = NewAgent {
+        tenant,
+        name: name.clone(),
+        owner: req.owner,
+        purpose: req.purpose,
+    };
+    match gw.store.create_agent(new).await {
+        Ok(agent) => {
+            record_change(&gw, &op, peer, &name, "create").await;
+            (StatusCode::CREATED, Json(agent)).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn change_agent(
+    State(gw): Gw,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let op = match operator(&gw, &headers, Role::Admin) {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let state = match action.as_str() {
+        "suspend" => AgentState::Suspended,
+        "resume" => AgentState::Active,
+        "revoke" => AgentState::Revoked,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown action: use suspend, resume or revoke",
+            );
+        }
+    };
+    let name = match agent_name(&name) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    match gw
+        .store
+        .set_agent_state(&gw.config.identity.default_tenant, &name, state)
+        .await
+    {
+        Ok(agent) => {
+            record_change(&gw, &op, peer, &name, &action).await;
+            Json(agent).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn record_change(
+    gw: &Gateway,
+    op: &Operator,
+    peer: SocketAddr,
+    agent: &AgentName,
+    action: &str,
+) {
+    let operation = format!("agent.{action}");
+    let rec = AuditRecord::admin(
+        now(),
+        gw.config.identity.default_tenant.as_str(),
+        &op.name,
+        Some(peer.to_string()),
+        agent.as_str(),
+        &operation,
+    );
+    if let Err(e) = gw.audit.write(&rec).await {
+        tracing::error!("admin change not audited: {e}");
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn audit_entries(State(gw): Gw, headers: HeaderMap, Query(page): Query<Page>) -> Response {
+    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
+        return r;
+    }
+    let limit = page.limit.unwrap_or(100).min(1000);
+    match gw.store.audit_entries(page.after.unwrap_or(0), limit).await {
+        Ok(entries) => {
+            let records: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let record: Value = serde_json::from_slice(&e.body).unwrap_or(Value::Null);
+                    json!({ "seq": e.seq, "hash": hex::encode(e.hash), "record": record })
+                })
+                .collect();
+            Json(json!({ "entries": records })).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn audit_verify(State(gw): Gw, headers: HeaderMap) -> Response {
+    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
+        return r;
+    }
+    let mut head = ChainHead::default();
+    let mut total = 0;
+    loop {
+        let entries = match gw.store.audit_entries(head.seq, 1000).await {
+            Ok(e) => e,
+            Err(e) => return store_error(&e),
+        };
+        if entries.is_empty() {
+            return Json(json!({ "ok": true, "entries": total, "head": hex::encode(head.hash) }))
+                .into_response();
+        }
+        match verify_chain(entries, head) {
+            Ok(report) => {
+                total += report.entries;
+                head = report.head;
+            }
+            Err(e) => {
+                return (
+                    StatusCode::CONFLICT,
+                    Json(json!({ "ok": false, "first_bad_seq": e.seq(), "error": e.to_string() })),
+                )
+                    .into_response();
+            }
+        }
+    }
+}
+
+async fn policy_status(State(gw): Gw, headers: HeaderMap) -> Response {
+    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
+        return r;
+    }
+    match gw.policy.engine() {
+        Some(engine) => {
+            Json(json!({ "version": engine.version(), "policies": engine.policy_count() }))
+                .into_response()
+        }
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "policy engine unavailable"),
+    }
+}

@@ -1,0 +1,261 @@
+//! The Warden gateway: the agent-facing MCP endpoint, the admin API, and the
+//! machinery behind them (upstream clients, the live policy engine, the
+//! audit writer, sessions).
+//!
+//! [`Gateway::start`] wires the parts from a [`Config`]; [`Gateway::router`]
+//! and [`Gateway::admin_router`] are the two HTTP surfaces; [`serve`] runs
+//! both until shutdown.
+
+#![allow(
+    clippy::result_large_err,
+    reason = "handlers return early with an axum `Response`, as axum intends"
+)]
+
+mod admin;
+mod audit_log;
+mod auth;
+mod mcp;
+mod policy_handle;
+mod sessions;
+mod upstream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use tokio::net::TcpListener;
+use warden_config::Config;
+use warden_core::UpstreamName;
+use warden_identity::{SigningKey, TokenVerifier};
+use warden_mcp::ToolCatalog;
+use warden_policy::{Catalogs, Diagnostic};
+use warden_store::Store;
+
+pub use audit_log::{AuditError, AuditLog};
+pub use auth::{AuthError, Principal};
+pub use policy_handle::PolicyHandle;
+pub use upstream::{CallError, Upstream};
+
+/// How long startup waits for each upstream's tool list.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Federated resource URIs remembered at most.
+const MAX_RESOURCE_INDEX: usize = 50_000;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The policies do not validate (exit code 3).
+    #[error("invalid policies:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<Diagnostic>),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The running gateway's shared state.
+pub struct Gateway {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    verifier: TokenVerifier,
+    policy: Arc<PolicyHandle>,
+    upstreams: BTreeMap<String, Arc<Upstream>>,
+    audit: AuditLog,
+    sessions: sessions::Sessions,
+    resources: RwLock<HashMap<String, UpstreamName>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("upstreams", &self.upstreams.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Connects the upstreams, loads their tool catalogs (live, else the
+    /// recorded ones), builds and validates the policies, and starts the
+    /// audit writer and the policy watcher.
+    pub async fn start(
+        config: Config,
+        store: Arc<dyn Store>,
+        key: Arc<SigningKey>,
+    ) -> Result<Arc<Self>, StartError> {
+        let id = &config.identity;
+        let verifier = TokenVerifier::new(
+            vec![key],
+            &id.issuer,
+            &id.audience,
+            &id.trust_domain,
+            id.leeway,
+        );
+        let mut upstreams = BTreeMap::new();
+        for u in &config.upstreams {
+            let upstream =
+                Upstream::new(u, config.gateway.max_response_bytes).map_err(StartError::Other)?;
+            upstreams.insert(u.name.to_string(), Arc::new(upstream));
+        }
+        let catalogs = load_catalogs(&upstreams, store.as_ref()).await;
+        let policy = PolicyHandle::new(config.policy.dir.clone(), catalogs.clone(), store.clone())
+            .map_err(StartError::Policy)?;
+        let policy = Arc::new(policy);
+        policy.watch(config.policy.reload_interval);
+        for (name, catalog) in &catalogs {
+            if let Err(e) = store
+                .save_catalog(name, &catalog.to_json().to_string())
+                .await
+            {
+                tracing::warn!(upstream = %name, "cannot record the tool catalog: {e}");
+            }
+        }
+        Ok(Arc::new(Self {
+            audit: AuditLog::start(store.clone()),
+            config: Arc::new(config),
+            store,
+            verifier,
+            policy,
+            upstreams,
+            sessions: sessions::Sessions::default(),
+            resources: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The live policy engine.
+    pub fn policy(&self) -> &Arc<PolicyHandle> {
+        &self.policy
+    }
+
+    /// The agent-facing routes: `/mcp` and `/mcp/{upstream}`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/mcp",
+                post(mcp::post_federated)
+                    .get(mcp::get_stream)
+                    .delete(mcp::delete_session),
+            )
+            .route(
+                "/mcp/{upstream}",
+                post(mcp::post_upstream)
+                    .get(mcp::get_stream)
+                    .delete(mcp::delete_session),
+            )
+            .with_state(self.clone())
+    }
+
+    /// The admin API routes.
+    pub fn admin_router(self: &Arc<Self>) -> Router {
+        admin::router(self.clone())
+    }
+
+    /// Stops the stdio upstream processes.
+    pub async fn shutdown(&self) {
+        for u in self.upstreams.values() {
+            u.shutdown().await;
+        }
+    }
+
+    fn remember_resource(&self, uri: &str, upstream: &UpstreamName) {
+        if let Ok(mut map) = self.resources.write() {
+            if map.len() >= MAX_RESOURCE_INDEX {
+                map.clear();
+            }
+            map.insert(uri.to_owned(), upstream.clone());
+        }
+    }
+
+    fn resource_upstream(&self, uri: &str) -> Option<Arc<Upstream>> {
+        let name = self.resources.read().ok()?.get(uri)?.clone();
+        self.upstreams.get(name.as_str()).cloned()
+    }
+}
+
+/// Makes ring rustls's process-wide crypto provider (for HTTPS upstreams),
+/// unless one is installed already.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+async fn load_catalogs(upstreams: &BTreeMap<String, Arc<Upstream>>, store: &dyn Store) -> Catalogs {
+    let recorded: HashMap<UpstreamName, String> = store
+        .catalogs()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let live = futures_util::future::join_all(upstreams.values().map(|u| async move {
+        (
+            u.clone(),
+            tokio::time::timeout(CATALOG_TIMEOUT, u.list_tools()).await,
+        )
+    }))
+    .await;
+    let mut catalogs = Catalogs::new();
+    for (upstream, result) in live {
+        let name = upstream.name().clone();
+        let catalog = match result {
+            Ok(Ok(catalog)) => Some(catalog),
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %name, "cannot list tools: {e}; using the recorded catalog");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %name, "tools/list timed out; using the recorded catalog");
+                None
+            }
+        };
+        let catalog = catalog.or_else(|| {
+            let text = recorded.get(&name)?;
+            let value = serde_json::from_str(text).ok()?;
+            ToolCatalog::from_json(value).ok()
+        });
+        match catalog {
+            Some(c) => {
+                catalogs.insert(name, c);
+            }
+            None => {
+                tracing::warn!(upstream = %name, "no tool catalog: its tools are denied until it answers")
+            }
+        }
+    }
+    catalogs
+}
+
+/// Serves the gateway and the admin API on the two listeners until
+/// `shutdown` resolves.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    gateway_listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let app = gateway
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let admin = gateway
+        .admin_router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let a = axum::serve(gateway_listener, app).with_graceful_shutdown(wait(rx.clone()));
+    let b = axum::serve(admin_listener, admin).with_graceful_shutdown(wait(rx));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let (ra, rb) = tokio::join!(async { a.await }, async { b.await });
+    gateway.shutdown().await;
+    ra.and(rb)
+}

@@ -1,0 +1,220 @@
+//! The agent-facing MCP endpoint (Streamable HTTP): `/mcp/{upstream}` and the
+//! federated `/mcp`. Every request runs the phases in order, failing closed:
+//!
+//! 1. authenticate (token, agent state) → 401
+//! 2. route (upstream, session, protocol version) → 404 / 400
+//! 3. read and parse the body (size limit, JSON-RPC) → 413 / 400
+//! 4. classify (method, tool, arguments) → 400
+//! 5. authorize (Cedar) → JSON-RPC "access denied"
+//! 6. audit, durably, before anything is forwarded → 503 if the log fails
+//! 7. forward, answer, and record the upstream's outcome
+//!
+//! Exactly one request record is written for every request, on every path.
+
+mod exchange;
+mod ops;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use warden_mcp::{ErrorCode, Message, classify, is_supported_version, parse_message};
+
+use crate::Gateway;
+use crate::sessions::SessionCheck;
+pub(crate) use exchange::{Exchange, now_rfc3339 as exchange_now};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// `/mcp/{upstream}`: one upstream, names unchanged.
+    One(Arc<crate::upstream::Upstream>),
+    /// `/mcp`: every upstream, names prefixed `upstream.`.
+    Federated,
+}
+
+pub(crate) async fn post_federated(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(gw, None, peer, headers, body).await
+}
+
+pub(crate) async fn post_upstream(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(upstream): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(gw, Some(upstream), peer, headers, body).await
+}
+
+/// GET opens a server-to-client event stream in MCP; Warden offers none.
+pub(crate) async fn get_stream(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let mut ex = Exchange::new(&gw, "GET /mcp".into(), peer);
+    if let Err(response) = ex.authenticate(&headers).await {
+        return response;
+    }
+    ex.reject(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        ErrorCode::InvalidRequest,
+        "this gateway offers no server event stream",
+    )
+    .await
+}
+
+/// DELETE ends a session.
+pub(crate) async fn delete_session(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let mut ex = Exchange::new(&gw, "DELETE /mcp".into(), peer);
+    let principal = match ex.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+    match id {
+        Some(id) if gw.sessions.close(id, &principal) => {
+            ex.accepted(StatusCode::NO_CONTENT, "session ended").await
+        }
+        _ => {
+            ex.reject(
+                StatusCode::NOT_FOUND,
+                None,
+                ErrorCode::InvalidRequest,
+                "unknown session",
+            )
+            .await
+        }
+    }
+}
+
+async fn handle(
+    gw: Arc<Gateway>,
+    upstream: Option<String>,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let endpoint = upstream.as_ref().map_or_else(
+        || "/mcp".to_owned(),
+        |u| format!("/mcp/{}", u.chars().take(64).collect::<String>()),
+    );
+    let mut ex = Exchange::new(&gw, endpoint, peer);
+
+    // 1. Authenticate.
+    let principal = match ex.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+
+    // 2. Route.
+    let route = match upstream {
+        None => Route::Federated,
+        Some(name) => match gw.upstreams.get(name.as_str()) {
+            Some(u) => {
+                ex.rec.upstream = Some(name);
+                Route::One(u.clone())
+            }
+            None => {
+                let message = format!(
+                    "unknown upstream `{}`",
+                    name.chars().take(64).collect::<String>()
+                );
+                return ex
+                    .reject(
+                        StatusCode::NOT_FOUND,
+                        None,
+                        ErrorCode::InvalidRequest,
+                        &message,
+                    )
+                    .await;
+            }
+        },
+    };
+    if let Some(v) = headers.get(VERSION_HEADER)
+        && !v.to_str().is_ok_and(is_supported_version)
+    {
+        {
+            return ex
+                .reject(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    ErrorCode::InvalidRequest,
+                    "unsupported MCP-Protocol-Version",
+                )
+                .await;
+        }
+    }
+    let session = headers
+        .get(SESSION_HEADER)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    if gw.sessions.check(session, &principal) == SessionCheck::Unknown {
+        return ex
+            .reject(
+                StatusCode::NOT_FOUND,
+                None,
+                ErrorCode::InvalidRequest,
+                "unknown or expired session",
+            )
+            .await;
+    }
+
+    // 3. Read and parse.
+    let bytes = match ex.read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let message = match parse_message(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            return ex
+                .reject(StatusCode::BAD_REQUEST, e.id.as_ref(), e.code, &e.message)
+                .await;
+        }
+    };
+    let (id, method, params) = match message {
+        Message::Notification { method, .. } => {
+            ex.rec.method = Some(method.chars().take(256).collect());
+            return ex
+                .accepted(StatusCode::ACCEPTED, "notification accepted, not forwarded")
+                .await;
+        }
+        Message::Response { .. } => {
+            return ex
+                .accepted(StatusCode::ACCEPTED, "response accepted, not forwarded")
+                .await;
+        }
+        Message::Request { id, method, params } => (id, method, params),
+    };
+    ex.rec.method = Some(method.clone());
+
+    // 4. Classify.
+    let op = match classify(&method, params.as_deref()) {
+        Ok(op) => op,
+        Err(e) => {
+            return ex
+                .reject(StatusCode::BAD_REQUEST, Some(&id), e.code, &e.message)
+                .await;
+        }
+    };
+
+    // 5-7. Authorize, audit, forward: per operation.
+    ops::run(ex, &gw, &principal, &route, id, op).await
+}

@@ -1,0 +1,143 @@
+//! The live policy engine: built from the policy folder and the upstreams'
+//! catalogs, swapped atomically when either changes. An invalid new set is
+//! rejected and the running one kept.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use warden_core::UpstreamName;
+use warden_mcp::ToolCatalog;
+use warden_policy::{Catalogs, Diagnostic, PolicyEngine, PolicySources};
+use warden_store::Store;
+
+/// The engine in force, and what it was built from.
+#[derive(Debug)]
+pub struct PolicyHandle {
+    dir: PathBuf,
+    engine: RwLock<Arc<PolicyEngine>>,
+    inputs: Mutex<(PolicySources, Catalogs)>,
+    rejected: Mutex<Option<String>>,
+    store: Arc<dyn Store>,
+}
+
+impl PolicyHandle {
+    /// Builds the first engine; errors stop the gateway from starting.
+    pub fn new(
+        dir: PathBuf,
+        catalogs: Catalogs,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let sources = PolicySources::read_dir(&dir).map_err(|d| vec![d])?;
+        let engine = PolicyEngine::build(&sources, &catalogs)?;
+        Ok(Self {
+            dir,
+            engine: RwLock::new(Arc::new(engine)),
+            inputs: Mutex::new((sources, catalogs)),
+            rejected: Mutex::new(None),
+            store,
+        })
+    }
+
+    /// The engine in force.
+    pub fn engine(&self) -> Option<Arc<PolicyEngine>> {
+        self.engine.read().ok().map(|e| e.clone())
+    }
+
+    /// Re-reads the folder; rebuilds when it changed. `Ok(true)` when a new
+    /// engine is in force.
+    pub fn reload(&self) -> Result<bool, Vec<Diagnostic>> {
+        let sources = PolicySources::read_dir(&self.dir).map_err(|d| vec![d])?;
+        let mut inputs = self.inputs.lock().map_err(|_| poisoned())?;
+        if inputs.0 == sources {
+            return Ok(false);
+        }
+        let version = sources.version();
+        let mut rejected = self.rejected.lock().map_err(|_| poisoned())?;
+        if rejected.as_deref() == Some(version.as_str()) {
+            return Ok(false);
+        }
+        let engine =
+            PolicyEngine::build(&sources, &inputs.1).inspect_err(|_| *rejected = Some(version))?;
+        tracing::info!(
+            version = engine.version(),
+            policies = engine.policy_count(),
+            "policies reloaded"
+        );
+        inputs.0 = sources;
+        self.swap(engine)?;
+        Ok(true)
+    }
+
+    /// Records an upstream's current catalog; when it changed, stores it and
+    /// rebuilds the engine (a failed rebuild keeps the old engine, so new or
+    /// changed tools stay denied).
+    pub async fn update_catalog(&self, upstream: &UpstreamName, catalog: ToolCatalog) {
+        let rebuilt = {
+            let Ok(mut inputs) = self.inputs.lock() else {
+                return;
+            };
+            if inputs.1.get(upstream) == Some(&catalog) {
+                return;
+            }
+            let mut catalogs = inputs.1.clone();
+            catalogs.insert(upstream.clone(), catalog.clone());
+            match PolicyEngine::build(&inputs.0, &catalogs) {
+                Ok(engine) => {
+                    inputs.1 = catalogs;
+                    let _ = self.swap(engine);
+                    true
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        tracing::error!(upstream = %upstream, "catalog change rejected by policy validation: {e}");
+                    }
+                    false
+                }
+            }
+        };
+        if rebuilt {
+            tracing::info!(upstream = %upstream, tools = catalog.tools.len(), "tool catalog updated");
+            if let Err(e) = self
+                .store
+                .save_catalog(upstream, &catalog.to_json().to_string())
+                .await
+            {
+                tracing::error!(upstream = %upstream, "cannot record the tool catalog: {e}");
+            }
+        }
+    }
+
+    fn swap(&self, engine: PolicyEngine) -> Result<(), Vec<Diagnostic>> {
+        *self.engine.write().map_err(|_| poisoned())? = Arc::new(engine);
+        Ok(())
+    }
+
+    /// Polls the folder every `interval` until the handle is dropped.
+    pub fn watch(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(handle) = weak.upgrade() else { break };
+                if let Err(errors) = handle.reload() {
+                    for e in errors {
+                        tracing::error!(
+                            "policy change rejected, the previous policies stay in force: {e}"
+                        );
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn poisoned() -> Vec<Diagnostic> {
+    vec![Diagnostic {
+        file: "warden".into(),
+        position: None,
+        message: "policy state poisoned".into(),
+    }]
+}

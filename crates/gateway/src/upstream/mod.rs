@@ -1,0 +1,336 @@
+//! Warden as an MCP client of its upstreams: Streamable HTTP or a supervised
+//! stdio process. Warden keeps one MCP session per upstream, initialises it
+//! lazily, re-initialises it when the upstream forgets it, and gives every
+//! request its own id.
+
+mod http;
+mod stdio;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use warden_config::{Transport, UpstreamConfig};
+use warden_core::UpstreamName;
+use warden_mcp::ToolCatalog;
+use warden_mcp::catalog::parse_tools_page;
+
+/// The protocol version Warden asks its upstreams for.
+pub(crate) const UPSTREAM_PROTOCOL: &str = "2025-11-25";
+/// Pages of a list Warden follows at most.
+const MAX_PAGES: usize = 100;
+
+/// A JSON-RPC error object an upstream returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcError {
+    /// The code.
+    pub code: i64,
+    /// The message.
+    pub message: String,
+    /// Extra data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// Why a call to an upstream failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The upstream answered with a JSON-RPC error.
+    #[error("upstream error {}: {}", .0.code, .0.message)]
+    Rpc(RpcError),
+    /// It could not be reached, or its process is down.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// It did not answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// It answered something that is not a JSON-RPC response.
+    #[error("invalid response: {0}")]
+    Invalid(String),
+    /// It forgot Warden's session (HTTP 404): initialise again.
+    #[error("session expired")]
+    SessionExpired,
+}
+
+impl CallError {
+    /// The short outcome name for audit records.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Rpc(_) => "error",
+            Self::Unavailable(_) | Self::SessionExpired => "unavailable",
+            Self::Timeout => "timeout",
+            Self::Invalid(_) => "invalid_response",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<RpcError>,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+/// A parsed message from an upstream.
+pub(crate) enum Incoming {
+    /// The response to request `id`.
+    Response(u64, Result<Box<RawValue>, CallError>),
+    /// A request from the upstream (`id`, method): Warden answers "not supported".
+    Request(Value, String),
+    /// Anything else (notifications, foreign ids).
+    Other,
+}
+
+/// Reads one message an upstream sent.
+pub(crate) fn parse_incoming(bytes: &[u8]) -> Result<Incoming, CallError> {
+    let wire: WireResponse = serde_json::from_slice(bytes)
+        .map_err(|e| CallError::Invalid(format!("not a JSON-RPC message: {e}")))?;
+    match (wire.id, wire.method) {
+        (Some(id), Some(method)) => Ok(Incoming::Request(id, method)),
+        (Some(Value::Number(n)), None) => {
+            let Some(id) = n.as_u64() else {
+                return Ok(Incoming::Other);
+            };
+            let outcome = match (wire.result, wire.error) {
+                (Some(result), None) => Ok(result),
+                (None, Some(error)) => Err(CallError::Rpc(error)),
+                _ => Err(CallError::Invalid(
+                    "a response needs exactly one of `result` and `error`".into(),
+                )),
+            };
+            Ok(Incoming::Response(id, outcome))
+        }
+        _ => Ok(Incoming::Other),
+    }
+}
+
+/// The `notifications/initialized` message.
+pub(crate) fn initialized_notification() -> Vec<u8> {
+    br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()
+}
+
+/// An `initialize` request with `id`.
+pub(crate) fn initialize_request(id: u64) -> Vec<u8> {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": UPSTREAM_PROTOCOL,
+            "capabilities": {},
+            "clientInfo": { "name": "warden", "version": env!("CARGO_PKG_VERSION") }
+        }
+    });
+    body.to_string().into_bytes()
+}
+
+/// A request with `id`, `method` and `params`.
+pub(crate) fn request_body(id: u64, method: &str, params: Option<&Value>) -> Vec<u8> {
+    let mut body = json!({ "jsonrpc": "2.0", "id": id, "method": method });
+    if let (Some(params), Some(obj)) = (params, body.as_object_mut()) {
+        obj.insert("params".into(), params.clone());
+    }
+    body.to_string().into_bytes()
+}
+
+/// The negotiated version in an `initialize` result.
+pub(crate) fn negotiated_version(result: &RawValue) -> String {
+    #[derive(Deserialize)]
+    struct Init {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: Option<String>,
+    }
+    serde_json::from_str::<Init>(result.get())
+        .ok()
+        .and_then(|i| i.protocol_version)
+        .unwrap_or_else(|| UPSTREAM_PROTOCOL.to_owned())
+}
+
+enum Conn {
+    Http(http::HttpConn),
+    Stdio(stdio::StdioConn),
+}
+
+/// One upstream.
+pub struct Upstream {
+    name: UpstreamName,
+    conn: Conn,
+    timeout: Duration,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// An upstream from its config; nothing is started until the first call.
+    pub fn new(config: &UpstreamConfig, max_response_bytes: usize) -> Result<Self, String> {
+        crate::install_crypto_provider();
+        let conn = match &config.transport {
+            Transport::Http { url } => Conn::Http(http::HttpConn::new(url, max_response_bytes)?),
+            Transport::Stdio {
+                program,
+                args,
+                env,
+                cwd,
+            } => Conn::Stdio(stdio::StdioConn::new(
+                config.name.clone(),
+                program.clone(),
+                args.clone(),
+                env.clone(),
+                cwd.clone(),
+                max_response_bytes,
+            )),
+        };
+        Ok(Self {
+            name: config.name.clone(),
+            conn,
+            timeout: config.timeout,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &UpstreamName {
+        &self.name
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `method` with `params` and returns the result, within the timeout.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<Box<RawValue>, CallError> {
+        match tokio::time::timeout(self.timeout, self.call_once_or_reinit(method, params)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    async fn call_once_or_reinit(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<Box<RawValue>, CallError> {
+        for _ in 0..2 {
+            let result = match &self.conn {
+                Conn::Http(c) => c.call(|| self.id(), method, params).await,
+                Conn::Stdio(c) => c.call(|| self.id(), method, params).await,
+            };
+            match result {
+                Err(CallError::SessionExpired) => {
+                    tracing::info!(upstream = %self.name, "upstream session expired, initialising again");
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(CallError::Unavailable(
+            "the upstream keeps dropping its session".into(),
+        ))
+    }
+
+    /// Every tool, following `nextCursor`.
+    pub async fn list_tools(&self) -> Result<ToolCatalog, CallError> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
+            let result = self.call("tools/list", params.as_ref()).await?;
+            let (page, next) =
+                parse_tools_page(&result).map_err(|e| CallError::Invalid(e.to_string()))?;
+            tools.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(ToolCatalog { tools }),
+            }
+        }
+        Err(CallError::Invalid(format!(
+            "more than {MAX_PAGES} pages of tools"
+        )))
+    }
+
+    /// Every item of a list method (`resources/list`, ...) under `key`.
+    pub async fn list_all(&self, method: &str, key: &str) -> Result<Vec<Value>, CallError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let params = cursor.as_ref().map(|c| json!({ "cursor": c }));
+            let result = self.call(method, params.as_ref()).await?;
+            let mut page: serde_json::Map<String, Value> = serde_json::from_str(result.get())
+                .map_err(|e| CallError::Invalid(format!("{method} result: {e}")))?;
+            match page.remove(key) {
+                Some(Value::Array(list)) => items.extend(list),
+                _ => {
+                    return Err(CallError::Invalid(format!(
+                        "{method} result has no `{key}` list"
+                    )));
+                }
+            }
+            match page.remove("nextCursor") {
+                Some(Value::String(next)) if !next.is_empty() => cursor = Some(next),
+                _ => return Ok(items),
+            }
+        }
+        Err(CallError::Invalid(format!(
+            "more than {MAX_PAGES} pages of {key}"
+        )))
+    }
+
+    /// Stops a stdio process, if any.
+    pub async fn shutdown(&self) {
+        if let Conn::Stdio(c) = &self.conn {
+            c.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_messages_are_classified() {
+        let r = parse_incoming(br#"{"jsonrpc":"2.0","id":3,"result":{"ok":1}}"#).unwrap();
+        assert!(matches!(r, Incoming::Response(3, Ok(_))));
+        let r =
+            parse_incoming(br#"{"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"bad"}}"#)
+                .unwrap();
+        assert!(matches!(
+            r,
+            Incoming::Response(4, Err(CallError::Rpc(RpcError { code: -32602, .. })))
+        ));
+        let r = parse_incoming(br#"{"jsonrpc":"2.0","id":5}"#).unwrap();
+        assert!(matches!(
+            r,
+            Incoming::Response(5, Err(CallError::Invalid(_)))
+        ));
+        let r = parse_incoming(br#"{"jsonrpc":"2.0","id":"x","method":"roots/list"}"#).unwrap();
+        assert!(matches!(r, Incoming::Request(_, _)));
+        let r = parse_incoming(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#).unwrap();
+        assert!(matches!(r, Incoming::Other));
+        assert!(parse_incoming(b"not json").is_err());
+        assert!(parse_incoming(br#"{"id":1,"error":{"code":"x"}}"#).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Tokens for the admin API: `aud` = `<audience>-admin`, `sub` = the
+//! operator's name, `role` = admin or auditor. Signed by the same key.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Header, decode, decode_header, encode};
+use serde::{Deserialize, Serialize};
+
+use crate::token::{TokenError, map_jwt_error, now_secs};
+use crate::{Issued, TokenIssuer, TokenVerifier};
+
+/// What an operator may do through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read agents and the audit trail.
+    Auditor,
+    /// Everything.
+    Admin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Self::Admin),
+            "auditor" => Ok(Self::Auditor),
+            other => Err(format!(
+                "unknown role `{other}`: expected `admin` or `auditor`"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AdminClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    role: Role,
+    exp: u64,
+    iat: u64,
+    nbf: u64,
+    jti: String,
+}
+
+/// A verified operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// Their name.
+    pub name: String,
+    /// Their role.
+    pub role: Role,
+}
+
+fn admin_audience(audience: &str) -> String {
+    format!("{audience}-admin")
+}
+
+impl TokenIssuer {
+    /// Issues an admin API token for `name` with `role`.
+    pub fn issue_admin(&self, name: &str, role: Role, ttl: Duration) -> Result<Issued, TokenError> {
+        if ttl > self.max_ttl || ttl.is_zero() {
+            return Err(TokenError::TooLong {
+                asked: ttl,
+                max: self.max_ttl,
+            });
+        }
+        let now = now_secs();
+        let claims = AdminClaims {
+            iss: self.issuer.clone(),
+            aud: admin_audience(&self.audience),
+            sub: name.to_owned(),
+            role,
+            exp: now + ttl.as_secs(),
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key.kid().to_owned());
+        let token = encode(&header, &claims, self.key.encoding())
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok(Issued {
+            token,
+            expires_at: claims.exp,
+            jti: claims.jti,
+        })
+    }
+}
+
+impl TokenVerifier {
+    /// Verifies an admin API token.
+    pub fn verify_admin(&self, token: &str) -> Result<Operator, TokenError> {
+        let key = self.key_for(token)?;
+        let mut validation = self.validation.clone();
+        let audience = self
+            .validation
+            .aud
+            .iter()
+            .flatten()
+            .map(|a| admin_audience(a))
+            .collect::<Vec<_>>();
+        validation.set_audience(&audience);
+        let data =
+            decode::<AdminClaims>(token, key.decoding(), &validation).map_err(map_jwt_error)?;
+        Ok(Operator {
+            name: data.claims.sub,
+            role: data.claims.role,
+        })
+    }
+
+    pub(crate) fn key_for(&self, token: &str) -> Result<&crate::SigningKey, TokenError> {
+        if token.len() > crate::token::MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let header = decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Invalid(format!(
+                "algorithm `{:?}` is not accepted",
+                header.alg
+            )));
+        }
+        header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.iter().find(|k| k.kid() == kid))
+            .map(|k| k.as_ref())
+            .ok_or_else(|| TokenError::Invalid("unknown signing key".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::SigningKey;
+
+    #[test]
+    fn admin_and_agent_tokens_do_not_mix() {
+        let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
+        let issuer = TokenIssuer::new(key.clone(), "warden", "gw", "td", Duration::from_secs(3600));
+        let verifier = TokenVerifier::new(vec![key], "warden", "gw", "td", Duration::from_secs(5));
+        let admin = issuer
+            .issue_admin("ops", Role::Auditor, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            verifier.verify_admin(&admin.token).unwrap(),
+            Operator {
+                name: "ops".into(),
+                role: Role::Auditor
+            }
+        );
+        assert!(
+            verifier.verify(&admin.token).is_err(),
+            "an admin token is not an agent token"
+        );
+        let tenant = warden_core::TenantId::new("default").unwrap();
+        let agent = warden_core::AgentName::new("bot").unwrap();
+        let agent_token = issuer
+            .issue(&tenant, &agent, None, Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            verifier.verify_admin(&agent_token.token).is_err(),
+            "an agent token is not an admin token"
+        );
+        assert_eq!("admin".parse::<Role>(), Ok(Role::Admin));
+        assert!("root".parse::<Role>().is_err());
+    }
+}

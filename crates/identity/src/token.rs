@@ -1,0 +1,282 @@
+//! Issuing and verifying access tokens.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+use warden_core::{AgentName, TenantId, UserName};
+
+use crate::SigningKey;
+
+/// Tokens longer than this are refused unread.
+pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The SPIFFE id of an agent.
+pub fn spiffe_id(trust_domain: &str, tenant: &TenantId, agent: &AgentName) -> String {
+    format!("spiffe://{trust_domain}/tenant/{tenant}/agent/{agent}")
+}
+
+/// The acting party (RFC 8693 `act`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The agent's SPIFFE id.
+    pub sub: String,
+    /// A further actor: refused (chains deeper than agent → user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+/// The claims of a Warden access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// The agent's SPIFFE id, or the human an agent acts for.
+    pub sub: String,
+    /// The agent, when acting for a human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// The tenant.
+    pub tenant: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: u64,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Unique id.
+    pub jti: String,
+}
+
+/// A token just issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issued {
+    /// The compact JWT.
+    pub token: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+    /// The token id.
+    pub jti: String,
+}
+
+/// Why a token was refused. The messages are safe to show to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Larger than the limit.
+    #[error("token too large")]
+    TooLarge,
+    /// Not a JWT, wrong `alg`, unknown `kid`, bad signature, bad claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// Past `exp`.
+    #[error("token expired")]
+    Expired,
+    /// Not yet valid.
+    #[error("token not yet valid")]
+    Immature,
+    /// Wrong audience.
+    #[error("token audience is not this gateway")]
+    Audience,
+    /// Wrong issuer.
+    #[error("token issuer is not trusted")]
+    Issuer,
+    /// The subject is not an agent of the token's tenant in this trust domain.
+    #[error("token subject is not an agent of tenant `{0}`")]
+    Subject(String),
+    /// The TTL asked for is above the maximum.
+    #[error("token lifetime {asked:?} is above the maximum {max:?}")]
+    TooLong {
+        /// Asked.
+        asked: Duration,
+        /// Allowed.
+        max: Duration,
+    },
+}
+
+/// Signs tokens.
+#[derive(Debug, Clone)]
+pub struct TokenIssuer {
+    pub(crate) key: Arc<SigningKey>,
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    trust_domain: String,
+    pub(crate) max_ttl: Duration,
+}
+
+impl TokenIssuer {
+    /// An issuer; `max_ttl` caps every token.
+    pub fn new(
+        key: Arc<SigningKey>,
+        issuer: &str,
+        audience: &str,
+        trust_domain: &str,
+        max_ttl: Duration,
+    ) -> Self {
+        Self {
+            key,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            trust_domain: trust_domain.into(),
+            max_ttl,
+        }
+    }
+
+    /// Issues a token for `agent` of `tenant`, acting for `user` if given.
+    pub fn issue(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+        user: Option<&UserName>,
+        ttl: Duration,
+    ) -> Result<Issued, TokenError> {
+        if ttl > self.max_ttl || ttl.is_zero() {
+            return Err(TokenError::TooLong {
+                asked: ttl,
+                max: self.max_ttl,
+            });
+        }
+        let now = now_secs();
+        let agent_id = spiffe_id(&self.trust_domain, tenant, agent);
+        let (sub, act) = match user {
+            Some(user) => (
+                user.to_string(),
+                Some(Actor {
+                    sub: agent_id,
+                    act: None,
+                }),
+            ),
+            None => (agent_id, None),
+        };
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub,
+            act,
+            tenant: tenant.to_string(),
+            exp: now + ttl.as_secs(),
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key.kid().to_owned());
+        let token = encode(&header, &claims, self.key.encoding())
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        Ok(Issued {
+            token,
+            expires_at: claims.exp,
+            jti: claims.jti,
+        })
+    }
+}
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The agent.
+    pub agent: AgentName,
+    /// The human the agent acts for.
+    pub user: Option<UserName>,
+    /// The token id.
+    pub jti: String,
+    /// Expiry.
+    pub expires_at: u64,
+}
+
+/// Verifies tokens: signature (EdDSA only, known `kid`), `exp`/`nbf` with
+/// leeway, issuer, audience, and a subject that is an agent of the token's
+/// tenant in this trust domain.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    pub(crate) keys: Vec<Arc<SigningKey>>,
+    pub(crate) validation: Validation,
+    trust_domain: String,
+}
+
+impl TokenVerifier {
+    /// A verifier trusting `keys`.
+    pub fn new(
+        keys: Vec<Arc<SigningKey>>,
+        issuer: &str,
+        audience: &str,
+        trust_domain: &str,
+        leeway: Duration,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = leeway.as_secs();
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        Self {
+            keys,
+            validation,
+            trust_domain: trust_domain.into(),
+        }
+    }
+
+    /// Verifies `token`.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let key = self.key_for(token)?;
+        let data =
+            decode::<Claims>(token, key.decoding(), &self.validation).map_err(map_jwt_error)?;
+        self.subject(data.claims)
+    }
+
+    fn subject(&self, claims: Claims) -> Result<VerifiedToken, TokenError> {
+        let tenant =
+            TenantId::new(&claims.tenant).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let (agent_id, user) = match &claims.act {
+            None => (claims.sub.as_str(), None),
+            Some(Actor { act: Some(_), .. }) => {
+                return Err(TokenError::Invalid(
+                    "delegation chains deeper than agent → user are refused".into(),
+                ));
+            }
+            Some(Actor { sub, act: None }) => {
+                let user =
+                    UserName::new(&claims.sub).map_err(|e| TokenError::Invalid(e.to_string()))?;
+                (sub.as_str(), Some(user))
+            }
+        };
+        let prefix = format!("spiffe://{}/tenant/{tenant}/agent/", self.trust_domain);
+        let agent = agent_id
+            .strip_prefix(&prefix)
+            .and_then(|name| AgentName::new(name).ok())
+            .ok_or_else(|| TokenError::Subject(tenant.to_string()))?;
+        Ok(VerifiedToken {
+            tenant,
+            agent,
+            user,
+            jti: claims.jti,
+            expires_at: claims.exp,
+        })
+    }
+}
+
+pub(crate) fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::Immature,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidSignature => TokenError::Invalid("bad signature".into()),
+        ErrorKind::MissingRequiredClaim(c) => TokenError::Invalid(format!("missing claim `{c}`")),
+        _ => TokenError::Invalid(e.to_string()),
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+use serde_json::json;
+use warden_core::UpstreamName;
+use warden_mcp::{ToolCatalog, ToolDef};
+
+use super::*;
+use crate::{BASE_SCHEMA, SourceFile};
+
+fn tool(name: &str, schema: Value) -> ToolDef {
+    let def = json!({ "name": name, "inputSchema": schema });
+    let Value::Object(def) = def else {
+        unreachable!()
+    };
+    ToolDef::from_definition(def).unwrap()
+}
+
+fn catalogs() -> Catalogs {
+    let mut c = Catalogs::new();
+    c.insert(
+        UpstreamName::new("crm").unwrap(),
+        ToolCatalog {
+            tools: vec![
+                tool("get_customer", json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]})),
+                tool(
+                    "refund",
+                    json!({"type": "object", "properties": {"amount": {"type": "number"}, "note": {"type": "string"}}, "required": ["amount"]}),
+                ),
+            ],
+        },
+    );
+    c.insert(
+        UpstreamName::new("docs").unwrap(),
+        ToolCatalog {
+            tools: vec![tool(
+                "search",
+                json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+            )],
+        },
+    );
+    c
+}
+
+fn sources(policies: &str) -> PolicySources {
+    PolicySources {
+        policies: vec![SourceFile {
+            name: "test.cedar".into(),
+            text: policies.into(),
+        }],
+        schemas: vec![SourceFile {
+            name: "warden.cedarschema".into(),
+            text: BASE_SCHEMA.into(),
+        }],
+    }
+}
+
+fn engine(policies: &str) -> PolicyEngine {
+    PolicyEngine::build(&sources(policies), &catalogs()).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn call<'a>(
+    agent: &'a str,
+    upstream: &'a str,
+    tool: &'a str,
+    args: &'a Map<String, Value>,
+) -> Request<'a> {
+    Request {
+        agent,
+        user: None,
+        target: Target::Tool {
+            upstream,
+            tool,
+            args,
+        },
+    }
+}
+
+fn args(v: Value) -> Map<String, Value> {
+    let Value::Object(m) = v else { unreachable!() };
+    m
+}
+
+#[test]
+fn the_two_documented_policy_shapes_work() {
+    let e = engine(
+        r#"
+        @id("a-crm-get")
+        @reason("support reads customers")
+        permit(principal == Warden::Agent::"a", action == Warden::Action::"crm/get_customer", resource);
+        permit(principal == Warden::Agent::"a", action in Warden::Action::"call_tool", resource in Warden::Upstream::"docs");
+        "#,
+    );
+    let a = args(json!({"id": "c-1"}));
+    let d = e.authorize(&call("a", "crm", "get_customer", &a));
+    assert!(d.is_allow(), "{d:?}");
+    assert_eq!(d.policies, vec!["a-crm-get".to_owned()]);
+    assert_eq!(d.reasons, vec!["support reads customers".to_owned()]);
+    let q = args(json!({"q": "vpn"}));
+    let d = e.authorize(&call("a", "docs", "search", &q));
+    assert_eq!(d.policies, vec!["test.cedar#1".to_owned()]);
+    assert!(d.is_allow());
+    // Default deny: another agent, another tool.
+    assert!(!e.authorize(&call("b", "docs", "search", &q)).is_allow());
+    let r = args(json!({"amount": 1}));
+    let d = e.authorize(&call("a", "crm", "refund", &r));
+    assert_eq!(d, Decision::deny(DEFAULT_DENY));
+}
+
+#[test]
+fn argument_conditions_are_typed_and_enforced() {
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"crm/refund", resource)
+           when { context.args.amount.lessThan(decimal("100.0")) };"#,
+    );
+    let small = args(json!({"amount": 99.99}));
+    let big = args(json!({"amount": 100}));
+    let wrong = args(json!({"amount": "1"}));
+    assert!(e.authorize(&call("x", "crm", "refund", &small)).is_allow());
+    assert!(!e.authorize(&call("x", "crm", "refund", &big)).is_allow());
+    let d = e.authorize(&call("x", "crm", "refund", &wrong));
+    assert!(!d.is_allow());
+    assert!(
+        d.reasons[0].contains("argument `amount` must be a number"),
+        "{d:?}"
+    );
+    // Listing cannot know the amount: the tool is shown.
+    let none = Map::new();
+    assert!(e.may_list(&call("x", "crm", "refund", &none)));
+    assert!(!e.may_list(&call("x", "crm", "get_customer", &none)));
+}
+
+#[test]
+fn forbid_wins_and_hides_the_tool() {
+    let e = engine(
+        r#"permit(principal, action in Warden::Action::"call_tool", resource);
+           @reason("no refunds on weekends")
+           forbid(principal, action == Warden::Action::"crm/refund", resource);"#,
+    );
+    let r = args(json!({"amount": 1}));
+    let d = e.authorize(&call("x", "crm", "refund", &r));
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.reasons, vec!["no refunds on weekends".to_owned()]);
+    assert!(!e.may_list(&call("x", "crm", "refund", &Map::new())));
+    assert!(e.may_list(&call("x", "docs", "search", &Map::new())));
+}
+
+#[test]
+fn an_evaluation_error_denies_even_when_another_permit_allows() {
+    // `note` is optional; reading it without `has` fails at run time.
+    // Strict validation rejects that, so build the engine around it: the
+    // error comes from an overflow instead.
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"crm/refund", resource);
+           permit(principal, action == Warden::Action::"crm/refund", resource)
+           when { 9223372036854775807 + 1 > 0 };"#,
+    );
+    let r = args(json!({"amount": 1}));
+    let d = e.authorize(&call("x", "crm", "refund", &r));
+    assert_eq!(d.effect, Effect::Deny, "{d:?}");
+    assert_eq!(d.errors.len(), 1);
+}
+
+#[test]
+fn unknown_tools_and_delegation_context() {
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"docs/search", resource)
+           when { context has user && context.user == Warden::User::"alice" };"#,
+    );
+    let q = args(json!({}));
+    assert!(!e.authorize(&call("x", "docs", "search", &q)).is_allow());
+    let with_alice = Request {
+        user: Some("alice"),
+        ..call("x", "docs", "search", &q)
+    };
+    assert!(e.authorize(&with_alice).is_allow());
+    let d = e.authorize(&call("x", "docs", "delete_everything", &q));
+    assert!(d.reasons[0].contains("not in the catalog"), "{d:?}");
+}
+
+#[test]
+fn resources_and_prompts_have_their_own_actions() {
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"read_resource", resource in Warden::Upstream::"docs")
+           when { context.uri like "docs://public/*" };
+           permit(principal == Warden::Agent::"a", action == Warden::Action::"get_prompt", resource == Warden::Prompt::"crm/summary");"#,
+    );
+    let r = |uri| Request {
+        agent: "a",
+        user: None,
+        target: Target::Resource {
+            upstream: "docs",
+            uri,
+        },
+    };
+    assert!(e.authorize(&r("docs://public/handbook")).is_allow());
+    assert!(!e.authorize(&r("docs://private/salaries")).is_allow());
+    let p = |name| Request {
+        agent: "a",
+        user: None,
+        target: Target::Prompt {
+            upstream: "crm",
+            name,
+        },
+    };
+    assert!(e.authorize(&p("summary")).is_allow());
+    assert!(!e.may_list(&p("other")));
+}
+
+#[test]
+fn bad_policies_are_reported_with_file_and_line() {
+    let cases = [
+        ("permit(principal, action, resource)\n", "test.cedar:1:"),
+        (
+            "\n\npermit(principal, action == Warden::Action::\"crm/nope\", resource);",
+            "test.cedar:3:",
+        ),
+        (
+            "permit(principal, action == Warden::Action::\"docs/search\", resource) when { context.args.nope == 1 };",
+            "test.cedar:1:",
+        ),
+        (
+            "permit(principal == Warden::Robot::\"x\", action, resource);",
+            "test.cedar:1:",
+        ),
+    ];
+    for (text, prefix) in cases {
+        let errors = PolicyEngine::build(&sources(text), &catalogs()).expect_err(text);
+        let shown = errors[0].to_string();
+        assert!(shown.starts_with(prefix), "{text}: {shown}");
+    }
+    let errors = PolicyEngine::build(&sources("@id(\"x\") permit(principal, action, resource);\n@id(\"x\") permit(principal, action, resource);"), &catalogs())
+        .expect_err("duplicate ids");
+    assert!(errors[0].message.contains("x"), "{errors:?}");
+    let no_schema = PolicySources {
+        schemas: vec![],
+        ..sources("")
+    };
+    assert!(PolicyEngine::build(&no_schema, &catalogs()).is_err());
+}
+
+#[test]
+fn no_policies_means_deny() {
+    let e = engine("");
+    let q = args(json!({}));
+    assert_eq!(
+        e.authorize(&call("x", "docs", "search", &q)),
+        Decision::deny(DEFAULT_DENY)
+    );
+    assert!(!e.may_list(&call("x", "docs", "search", &q)));
+    assert_eq!(e.policy_count(), 0);
+}

@@ -1,0 +1,332 @@
+//! The SQLite store: one file, WAL mode, `synchronous = FULL` so a commit is
+//! on disk when it returns.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use warden_audit::{ChainEntry, ChainHead, GENESIS};
+use warden_core::{AgentName, AgentState, TenantId, UpstreamName};
+
+use crate::{Agent, NewAgent, Store, StoreError};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATION_1: &[&str] = &[
+    "CREATE TABLE agents (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT,
+        purpose TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    ) STRICT",
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        body BLOB NOT NULL
+    ) STRICT",
+    "CREATE TABLE catalogs (
+        upstream TEXT PRIMARY KEY,
+        catalog TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT",
+];
+
+/// The SQLite implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Conflict(format!(
+                "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
+            )));
+        }
+        if version < 1 {
+            for statement in MIGRATION_1 {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            sqlx::query("PRAGMA user_version = 1")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn head(conn: &mut SqliteConnection) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        match row {
+            None => Ok(ChainHead {
+                seq: 0,
+                hash: GENESIS,
+            }),
+            Some(row) => Ok(ChainHead {
+                seq: seq(&row, "seq")?,
+                hash: hash32(&row, "hash")?,
+            }),
+        }
+    }
+}
+
+fn seq(row: &SqliteRow, column: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(column).map_err(db)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {column}")))
+}
+
+fn hash32(row: &SqliteRow, column: &str) -> Result<[u8; 32], StoreError> {
+    let v: Vec<u8> = row.try_get(column).map_err(db)?;
+    // A wrong length is reported as corruption; the verifier then names the entry.
+    let mut out = [0u8; 32];
+    if v.len() != 32 {
+        return Err(StoreError::Corrupt(format!(
+            "{column} of {} bytes",
+            v.len()
+        )));
+    }
+    out.copy_from_slice(&v);
+    Ok(out)
+}
+
+fn agent_from(row: &SqliteRow) -> Result<Agent, StoreError> {
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(db);
+    let corrupt = |e: warden_core::NameError| StoreError::Corrupt(e.to_string());
+    Ok(Agent {
+        tenant: TenantId::new(text("tenant")?).map_err(corrupt)?,
+        name: AgentName::new(text("name")?).map_err(corrupt)?,
+        state: text("state")?.parse().map_err(corrupt)?,
+        owner: row.try_get("owner").map_err(db)?,
+        purpose: row.try_get("purpose").map_err(db)?,
+        created_at: text("created_at")?,
+        updated_at: text("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
+        let now = now();
+        let result = sqlx::query(
+            "INSERT INTO agents (tenant, name, state, owner, purpose, created_at, updated_at) VALUES (?, ?, 'active', ?, ?, ?, ?)",
+        )
+        .bind(agent.tenant.as_str())
+        .bind(agent.name.as_str())
+        .bind(agent.owner.as_deref())
+        .bind(agent.purpose.as_deref())
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Conflict(format!(
+                    "agent `{}` already exists in tenant `{}`",
+                    agent.name, agent.tenant
+                )))
+            }
+            Err(e) => Err(db(e)),
+            Ok(_) => self
+                .agent(&agent.tenant, &agent.name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("agent `{}`", agent.name))),
+        }
+    }
+
+    async fn agent(
+        &self,
+        tenant: &TenantId,
+        name: &AgentName,
+    ) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query("SELECT * FROM agents WHERE tenant = ? AND name = ?")
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(agent_from).transpose()
+    }
+
+    async fn list_agents(&self, tenant: &TenantId) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM agents WHERE tenant = ? ORDER BY name")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(agent_from).collect()
+    }
+
+    async fn set_agent_state(
+        &self,
+        tenant: &TenantId,
+        name: &AgentName,
+        state: AgentState,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT state FROM agents WHERE tenant = ? AND name = ?")
+                .bind(tenant.as_str())
+                .bind(name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        match current.as_deref() {
+            None => {
+                return Err(StoreError::NotFound(format!(
+                    "agent `{name}` in tenant `{tenant}`"
+                )));
+            }
+            Some("revoked") if state != AgentState::Revoked => {
+                return Err(StoreError::Conflict(format!(
+                    "agent `{name}` is revoked; a revoked agent cannot change state"
+                )));
+            }
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE agents SET state = ?, updated_at = ? WHERE tenant = ? AND name = ?")
+            .bind(state.as_str())
+            .bind(now())
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.agent(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("agent `{name}`")))
+    }
+
+    async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
+        // IMMEDIATE takes the write lock first, so the head read below is the
+        // head the inserts extend, even with other processes appending.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut head = Self::head(&mut tx).await?;
+        let mut seqs = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let entry = head.append(body);
+            let seq = i64::try_from(entry.seq)
+                .map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?;
+            sqlx::query("INSERT INTO audit (seq, prev_hash, hash, body) VALUES (?, ?, ?, ?)")
+                .bind(seq)
+                .bind(&entry.prev_hash[..])
+                .bind(&entry.hash[..])
+                .bind(&entry.body)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            seqs.push(entry.seq);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(seqs)
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChainEntry {
+                    seq: seq(row, "seq")?,
+                    prev_hash: hash32(row, "prev_hash").unwrap_or([0xff; 32]),
+                    hash: hash32(row, "hash").unwrap_or([0xff; 32]),
+                    body: row.try_get("body").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        Self::head(&mut conn).await
+    }
+
+    async fn save_catalog(&self, upstream: &UpstreamName, catalog: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO catalogs (upstream, catalog, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (upstream) DO UPDATE SET catalog = excluded.catalog, updated_at = excluded.updated_at",
+        )
+        .bind(upstream.as_str())
+        .bind(catalog)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn catalogs(&self) -> Result<Vec<(UpstreamName, String)>, StoreError> {
+        let rows = sqlx::query("SELECT upstream, catalog FROM catalogs ORDER BY upstream")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("upstream").map_err(db)?;
+                let name =
+                    UpstreamName::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((name, row.try_get("catalog").map_err(db)?))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,394 @@
+//! A small company's MCP servers, written with the official Rust MCP SDK
+//! (`rmcp`): what the quickstart puts behind Warden, and the real upstream
+//! the integration tests call through it.
+//!
+//! | service | tools                                      | also                         |
+//! |---------|--------------------------------------------|------------------------------|
+//! | docs    | `search` (read-only)                       | resources `docs://…`         |
+//! | crm     | `get_customer` (personal data), `update_customer` (persistent) | prompt `summarize_customer` |
+//! | hr      | `get_salary` (confidential)                |                              |
+//! | mail    | `send` (persistent, leaves the company)    |                              |
+//!
+//! Every tool call increments a shared counter, so tests can prove that a
+//! denied call never reached the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, ListPromptsResult,
+    ListResourcesResult, PaginatedRequestParams, Prompt, PromptArgument, PromptMessage,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, Role, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
+
+/// Which part of the company a server plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Documentation search and pages.
+    Docs,
+    /// Customer records.
+    Crm,
+    /// Salaries.
+    Hr,
+    /// Outgoing mail.
+    Mail,
+}
+
+impl std::str::FromStr for Service {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "docs" => Ok(Self::Docs),
+            "crm" => Ok(Self::Crm),
+            "hr" => Ok(Self::Hr),
+            "mail" => Ok(Self::Mail),
+            other => Err(format!(
+                "unknown service `{other}`: use docs, crm, hr or mail"
+            )),
+        }
+    }
+}
+
+/// Counts tool calls that reached the server.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<AtomicUsize>);
+
+impl CallCounter {
+    /// Calls so far.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SearchArgs {
+    /// Words to look for.
+    query: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct CustomerArgs {
+    /// Customer id, e.g. `c-1001`.
+    id: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct UpdateCustomerArgs {
+    /// Customer id.
+    id: String,
+    /// New e-mail address.
+    email: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SalaryArgs {
+    /// Employee id, e.g. `e-7`.
+    employee: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SendArgs {
+    /// Recipient address.
+    to: String,
+    /// Subject line.
+    subject: String,
+    /// Message text.
+    body: String,
+}
+
+const PAGES: &[(&str, &str, &str)] = &[
+    (
+        "docs://handbook/vpn",
+        "VPN setup",
+        "Install the client, then sign in with your company account.",
+    ),
+    (
+        "docs://handbook/expenses",
+        "Expenses",
+        "Submit receipts within 30 days.",
+    ),
+    (
+        "docs://internal/roadmap",
+        "Roadmap",
+        "Confidential: the 2027 plan.",
+    ),
+];
+
+/// One company server.
+#[derive(Debug, Clone)]
+pub struct Company {
+    service: Service,
+    calls: CallCounter,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Company {
+    /// A server playing `service`, counting calls in `calls`.
+    pub fn new(service: Service, calls: CallCounter) -> Self {
+        let mut tool_router = Self::tool_router();
+        let keep: &[&str] = match service {
+            Service::Docs => &["search"],
+            Service::Crm => &["get_customer", "update_customer"],
+            Service::Hr => &["get_salary"],
+            Service::Mail => &["send"],
+        };
+        let all: Vec<String> = tool_router
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        for name in all {
+            if !keep.contains(&name.as_str()) {
+                tool_router.remove_route(&name);
+            }
+        }
+        Self {
+            service,
+            calls,
+            tool_router,
+        }
+    }
+
+    #[tool(
+        description = "Search the company documentation.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search(&self, Parameters(args): Parameters<SearchArgs>) -> String {
+        self.calls.hit();
+        let q = args.query.to_lowercase();
+        let hits: Vec<String> = PAGES
+            .iter()
+            .filter(|(uri, title, text)| {
+                uri.contains("handbook")
+                    && (title.to_lowercase().contains(&q) || text.to_lowercase().contains(&q))
+            })
+            .map(|(uri, title, _)| format!("{title} <{uri}>"))
+            .collect();
+        if hits.is_empty() {
+            format!("no page matches `{}`", args.query)
+        } else {
+            hits.join("\n")
+        }
+    }
+
+    #[tool(
+        description = "Read a customer record (name, e-mail, phone).",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_customer(&self, Parameters(args): Parameters<CustomerArgs>) -> String {
+        self.calls.hit();
+        format!(
+            r#"{{"id":"{}","name":"Ada Lovelace","email":"ada@example.com","phone":"+44 20 7946 0018"}}"#,
+            args.id
+        )
+    }
+
+    #[tool(
+        description = "Change a customer's e-mail address.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true
+        )
+    )]
+    async fn update_customer(&self, Parameters(args): Parameters<UpdateCustomerArgs>) -> String {
+        self.calls.hit();
+        format!("customer {} now has e-mail {}", args.id, args.email)
+    }
+
+    #[tool(
+        description = "Read an employee's salary (confidential).",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_salary(&self, Parameters(args): Parameters<SalaryArgs>) -> String {
+        self.calls.hit();
+        format!(r#"{{"employee":"{}","salary_eur":86000}}"#, args.employee)
+    }
+
+    #[tool(
+        description = "Send an e-mail outside the company.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn send(&self, Parameters(args): Parameters<SendArgs>) -> String {
+        self.calls.hit();
+        format!(
+            "sent `{}` to {} ({} bytes)",
+            args.subject,
+            args.to,
+            args.body.len()
+        )
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Company {
+    fn get_info(&self) -> ServerConfig {
+        let caps = ServerCapabilities::builder().enable_tools();
+        let caps = match self.service {
+            Service::Docs => caps.enable_resources().build(),
+            Service::Crm => caps.enable_prompts().build(),
+            Service::Hr | Service::Mail => caps.build(),
+        };
+        ServerConfig::new(caps).with_server_info(Implementation::new(
+            format!("company-{:?}", self.service).to_lowercase(),
+            "0.1.0",
+        ))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            PAGES
+                .iter()
+                .map(|(uri, title, _)| Resource::new(*uri, *title).with_mime_type("text/plain"))
+                .collect(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.calls.hit();
+        match PAGES.iter().find(|(uri, _, _)| *uri == request.uri) {
+            Some((_, _, text)) => Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                *text,
+                request.uri,
+            )])
+            .into()),
+            None => Err(ErrorData::resource_not_found(
+                format!("no page {}", request.uri),
+                None,
+            )),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(vec![
+            Prompt::new(
+                "summarize_customer",
+                Some("Summarize a customer's record"),
+                Some(vec![
+                    PromptArgument::new("id")
+                        .with_description("customer id")
+                        .with_required(true),
+                ]),
+            ),
+            Prompt::new("draft_apology", Some("Draft an apology e-mail"), None),
+        ]))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.calls.hit();
+        let id = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("id"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        let text = match request.name.as_str() {
+            "summarize_customer" => format!("Summarize customer {id} in two sentences."),
+            "draft_apology" => "Draft a short apology for the delay.".to_owned(),
+            _ => return Err(ErrorData::invalid_params("unknown prompt", None)),
+        };
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).into())
+    }
+}
+
+/// Serves `service` over stdio until stdin closes.
+pub async fn serve_stdio(service: Service) -> anyhow::Result<()> {
+    use rmcp::ServiceExt;
+    let running = Company::new(service, CallCounter::default())
+        .serve(rmcp::transport::stdio())
+        .await?;
+    running.waiting().await?;
+    Ok(())
+}
+
+/// A company server on Streamable HTTP at `/mcp` (rmcp's default session
+/// mode: SSE answers and `Mcp-Session-Id`).
+#[derive(Debug)]
+pub struct HttpServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Tool calls that reached it.
+    pub calls: CallCounter,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl HttpServer {
+    /// The MCP endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    /// Stops the server.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts `service` on Streamable HTTP at `addr` (port 0 picks one).
+pub async fn serve_http(service: Service, addr: SocketAddr) -> anyhow::Result<HttpServer> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let calls = CallCounter::default();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let for_service = calls.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(Company::new(service, for_service.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_cancellation_token(cancel.child_token()),
+    );
+    let app = axum::Router::new().nest_service("/mcp", mcp);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled_owned().await })
+            .await;
+    });
+    Ok(HttpServer {
+        addr,
+        calls,
+        cancel,
+    })
+}
