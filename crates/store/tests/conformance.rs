@@ -1,7 +1,13 @@
 //! The conformance suite every [`Store`] backend must pass, run here against
 //! SQLite. A PostgreSQL backend runs the same `suite`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
 
 use std::sync::Arc;
 

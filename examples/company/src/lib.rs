@@ -392,3 +392,73 @@ pub async fn serve_http(service: Service, addr: SocketAddr) -> anyhow::Result<Ht
         cancel,
     })
 }
+
+/// What the quickstart's demo client saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoReport {
+    /// Tool names the agent was shown.
+    pub tools: Vec<String>,
+    /// Each call: (what, result or error text, allowed).
+    pub calls: Vec<(String, String, bool)>,
+}
+
+/// Connects to Warden at `url` with `token` as an agent would (the official
+/// SDK's client), lists the tools and makes a few calls: some that policy
+/// allows and some that it denies.
+pub async fn demo(url: &str, token: &str) -> anyhow::Result<DemoReport> {
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, object};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
+    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await?;
+    let tools = client
+        .list_all_tools()
+        .await?
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    let attempts = [
+        ("docs.search", serde_json::json!({"query": "vpn"})),
+        ("crm.get_customer", serde_json::json!({"id": "c-1001"})),
+        (
+            "mail.send",
+            serde_json::json!({"to": "bob@example.com", "subject": "Your ticket", "body": "Fixed."}),
+        ),
+        ("hr.get_salary", serde_json::json!({"employee": "e-7"})),
+        (
+            "mail.send",
+            serde_json::json!({"to": "someone@competitor.test", "subject": "Customer list", "body": "..."}),
+        ),
+        (
+            "crm.update_customer",
+            serde_json::json!({"id": "c-1001", "email": "new@example.com"}),
+        ),
+    ];
+    let mut calls = Vec::new();
+    for (name, args) in attempts {
+        let what = format!("{name} {args}");
+        match client
+            .call_tool(CallToolRequestParams::new(name).with_arguments(object(args)))
+            .await
+        {
+            Ok(result) => {
+                let text = result
+                    .content
+                    .first()
+                    .and_then(|c| c.as_text())
+                    .map(|t| t.text.clone())
+                    .unwrap_or_default();
+                calls.push((what, text, true));
+            }
+            Err(e) => calls.push((what, e.to_string(), false)),
+        }
+    }
+    client.cancel().await?;
+    Ok(DemoReport { tools, calls })
+}

@@ -254,7 +254,10 @@ impl Exchange {
         self.rec.decision = decision;
         self.rec.status = Some(200);
         match self.gw.audit.write(&self.rec).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.log();
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(request_id = %self.rec.request_id, "refusing the request: {e}");
                 self.rec.status = Some(503);

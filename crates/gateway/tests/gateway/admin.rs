@@ -1,0 +1,149 @@
+//! The admin API: authenticated, role-based, and audited.
+
+use serde_json::{Value, json};
+use warden_identity::Role;
+
+use crate::harness::harness;
+
+#[tokio::test]
+async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
+    let h = harness(r#"permit(principal, action in Warden::Action::"call_tool", resource);"#).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}{p}", h.admin);
+    let health: Value = http
+        .get(url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    // No token, an agent token, a garbage token: 401.
+    for token in [None, Some(h.token("a")), Some("junk".to_owned())] {
+        let mut req = http.get(url("/v1/agents"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
+    }
+    let ttl = std::time::Duration::from_secs(60);
+    let admin = h.issuer.issue_admin("ops", Role::Admin, ttl).unwrap().token;
+    let auditor = h
+        .issuer
+        .issue_admin("eve", Role::Auditor, ttl)
+        .unwrap()
+        .token;
+
+    let agents: Value = http
+        .get(url("/v1/agents"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agents["agents"].as_array().unwrap().len(), 2);
+    // Auditors read; only admins change.
+    let denied = http
+        .post(url("/v1/agents"))
+        .bearer_auth(&auditor)
+        .body(r#"{"name":"c"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 403);
+    let created = http
+        .post(url("/v1/agents"))
+        .bearer_auth(&admin)
+        .body(r#"{"name":"c","owner":"ops"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let dup = http
+        .post(url("/v1/agents"))
+        .bearer_auth(&admin)
+        .body(r#"{"name":"c"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status().as_u16(), 409);
+    let bad = http
+        .post(url("/v1/agents"))
+        .bearer_auth(&admin)
+        .body(r#"{"name":"C D"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let unknown_field = http
+        .post(url("/v1/agents"))
+        .bearer_auth(&admin)
+        .body(r#"{"name":"d","rolee":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_field.status().as_u16(), 400);
+
+    let suspended: Value = http
+        .post(url("/v1/agents/a/suspend"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(suspended["state"], "suspended");
+    let (status, _, _) = h
+        .post(
+            "/mcp/docs",
+            Some(&h.token("a")),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await;
+    assert_eq!(status, 401, "suspension through the API applies at once");
+
+    let audit: Value = http
+        .get(url("/v1/audit?limit=1000"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let methods: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["record"]["method"].as_str())
+        .collect();
+    assert!(
+        methods.contains(&"agent.create") && methods.contains(&"agent.suspend"),
+        "{methods:?}"
+    );
+    let verify: Value = http
+        .get(url("/v1/audit/verify"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], json!(true));
+    let policy: Value = http
+        .get(url("/v1/policy"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["policies"], 1);
+}

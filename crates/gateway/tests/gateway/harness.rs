@@ -1,0 +1,338 @@
+//! A real stack on loopback: rmcp company servers as upstreams, Warden in
+//! front of them on SQLite in a temporary directory, and rmcp clients.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use warden_audit::{AuditRecord, ChainEntry, ChainHead, RecordKind};
+use warden_config::Config;
+use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
+use warden_example::{HttpServer, Service, serve_http};
+use warden_gateway::Gateway;
+use warden_identity::{SigningKey, TokenIssuer};
+use warden_store::{Agent, NewAgent, SqliteStore, Store, StoreError};
+
+pub const SCHEMA: &str = warden_policy::BASE_SCHEMA;
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub issuer: TokenIssuer,
+    pub key: Arc<SigningKey>,
+    pub crm: HttpServer,
+    pub docs: HttpServer,
+    #[allow(dead_code, reason = "kept alive for the test's duration")]
+    pub gateway: Arc<Gateway>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Extra upstreams, as TOML `[[upstreams]]` entries.
+pub struct Options {
+    pub extra_upstreams: String,
+    pub max_body_bytes: usize,
+    pub upstream_timeout: &'static str,
+    pub faults: Option<Faults>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            extra_upstreams: String::new(),
+            max_body_bytes: 64 * 1024,
+            upstream_timeout: "5s",
+            faults: None,
+        }
+    }
+}
+
+/// Switches that make the store fail, to prove the gateway fails closed.
+#[derive(Clone, Default)]
+pub struct Faults {
+    pub agent_lookup: Arc<AtomicBool>,
+    pub audit_append: Arc<AtomicBool>,
+}
+
+/// A real SQLite store with fault injection in front of it.
+#[derive(Debug)]
+struct FaultyStore {
+    inner: SqliteStore,
+    agent_lookup: Arc<AtomicBool>,
+    audit_append: Arc<AtomicBool>,
+}
+
+fn injected() -> StoreError {
+    StoreError::Database("injected fault".into())
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
+        self.inner.create_agent(agent).await
+    }
+    async fn agent(
+        &self,
+        tenant: &TenantId,
+        name: &AgentName,
+    ) -> Result<Option<Agent>, StoreError> {
+        if self.agent_lookup.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.agent(tenant, name).await
+    }
+    async fn list_agents(&self, tenant: &TenantId) -> Result<Vec<Agent>, StoreError> {
+        self.inner.list_agents(tenant).await
+    }
+    async fn set_agent_state(
+        &self,
+        tenant: &TenantId,
+        name: &AgentName,
+        state: AgentState,
+    ) -> Result<Agent, StoreError> {
+        self.inner.set_agent_state(tenant, name, state).await
+    }
+    async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
+        if self.audit_append.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.append_audit(bodies).await
+    }
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        self.inner.audit_entries(after, limit).await
+    }
+    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        self.inner.audit_head().await
+    }
+    async fn save_catalog(&self, upstream: &UpstreamName, catalog: &str) -> Result<(), StoreError> {
+        self.inner.save_catalog(upstream, catalog).await
+    }
+    async fn catalogs(&self) -> Result<Vec<(UpstreamName, String)>, StoreError> {
+        self.inner.catalogs().await
+    }
+}
+
+pub async fn harness(policies: &str) -> Harness {
+    harness_with(policies, Options::default()).await
+}
+
+pub async fn harness_with(policies: &str, options: Options) -> Harness {
+    warden_gateway::install_crypto_provider();
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let crm = serve_http(Service::Crm, any).await.unwrap();
+    let docs = serve_http(Service::Docs, any).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/warden.cedarschema"), SCHEMA).unwrap();
+    std::fs::write(dir.path().join("policies/test.cedar"), policies).unwrap();
+    let config_text = format!(
+        r#"
+        [gateway]
+        listen = "127.0.0.1:0"
+        max_body_bytes = {max}
+        upstream_timeout = "{timeout}"
+        [admin]
+        listen = "127.0.0.1:0"
+        [storage]
+        url = "sqlite://warden.db"
+        [policy]
+        dir = "policies"
+        reload_interval = "100ms"
+        [[upstreams]]
+        name = "crm"
+        url = "{crm}"
+        [[upstreams]]
+        name = "docs"
+        url = "{docs}"
+        {extra}
+        "#,
+        max = options.max_body_bytes,
+        timeout = options.upstream_timeout,
+        crm = crm.url(),
+        docs = docs.url(),
+        extra = options.extra_upstreams,
+    );
+    let config = Config::parse(&config_text, &dir.path().join("warden.toml")).unwrap();
+    let pem = SigningKey::generate_pem().unwrap();
+    std::fs::write(dir.path().join("signing.pem"), &pem).unwrap();
+    let key = Arc::new(SigningKey::from_pem(&pem).unwrap());
+    let sqlite = SqliteStore::open(&config.storage_url).await.unwrap();
+    let store: Arc<dyn Store> = match options.faults {
+        Some(f) => Arc::new(FaultyStore {
+            inner: sqlite,
+            agent_lookup: f.agent_lookup,
+            audit_append: f.audit_append,
+        }),
+        None => Arc::new(sqlite),
+    };
+    for name in ["a", "b"] {
+        store
+            .create_agent(NewAgent {
+                tenant: tenant(),
+                name: AgentName::new(name).unwrap(),
+                owner: None,
+                purpose: None,
+            })
+            .await
+            .unwrap();
+    }
+    let id = &config.identity;
+    let issuer = TokenIssuer::new(
+        key.clone(),
+        &id.issuer,
+        &id.audience,
+        &id.trust_domain,
+        id.max_token_ttl,
+    );
+    let gateway = Gateway::start(config, store.clone(), key.clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(any).await.unwrap();
+    let admin_listener = tokio::net::TcpListener::bind(any).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(warden_gateway::serve(
+        gateway.clone(),
+        listener,
+        admin_listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Harness {
+        dir,
+        addr,
+        admin,
+        store,
+        issuer,
+        key,
+        crm,
+        docs,
+        gateway,
+        stop: Some(stop),
+    }
+}
+
+pub fn tenant() -> TenantId {
+    TenantId::new("default").unwrap()
+}
+
+impl Harness {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn token(&self, agent: &str) -> String {
+        self.issuer
+            .issue(
+                &tenant(),
+                &AgentName::new(agent).unwrap(),
+                None,
+                Duration::from_secs(600),
+            )
+            .unwrap()
+            .token
+    }
+
+    pub fn token_for_user(&self, agent: &str, user: &str) -> String {
+        let user = UserName::new(user).unwrap();
+        self.issuer
+            .issue(
+                &tenant(),
+                &AgentName::new(agent).unwrap(),
+                Some(&user),
+                Duration::from_secs(600),
+            )
+            .unwrap()
+            .token
+    }
+
+    pub async fn client(&self, path: &str, token: &str) -> RunningService<RoleClient, ()> {
+        self.try_client(path, token).await.unwrap()
+    }
+
+    pub async fn try_client(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<RunningService<RoleClient, ()>, rmcp::service::ClientInitializeError> {
+        let config = StreamableHttpClientTransportConfig::with_uri(self.url(path))
+            .auth_header(token.to_owned());
+        ().serve(StreamableHttpClientTransport::from_config(config))
+            .await
+    }
+
+    /// A raw JSON-RPC POST (for what the SDK would never send).
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, headers, json)
+    }
+
+    pub async fn set_state(&self, agent: &str, state: AgentState) {
+        self.store
+            .set_agent_state(&tenant(), &AgentName::new(agent).unwrap(), state)
+            .await
+            .unwrap();
+    }
+
+    pub async fn entries(&self) -> Vec<ChainEntry> {
+        self.store.audit_entries(0, 100_000).await.unwrap()
+    }
+
+    pub async fn records(&self) -> Vec<AuditRecord> {
+        // Outcome records are queued after the answer: let them land.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.entries()
+            .await
+            .iter()
+            .map(|e| serde_json::from_slice(&e.body).unwrap())
+            .collect()
+    }
+
+    pub async fn requests(&self) -> Vec<AuditRecord> {
+        self.records()
+            .await
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Request)
+            .collect()
+    }
+
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policies/test.cedar")
+    }
+}

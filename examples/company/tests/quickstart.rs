@@ -1,0 +1,129 @@
+//! The quickstart, end to end: its own config and policies, Warden spawning
+//! and supervising the company servers over stdio, and the demo agent.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_config::{Config, Transport};
+use warden_core::{AgentName, TenantId};
+use warden_gateway::Gateway;
+use warden_identity::{SigningKey, TokenIssuer};
+use warden_store::{NewAgent, SqliteStore, Store};
+
+async fn quickstart() -> (tempfile::TempDir, Arc<Gateway>, String, TokenIssuer) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../quickstart");
+    let mut config = Config::load(&example.join("warden.toml")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    config.storage_url = format!("sqlite://{}", tmp.path().join("warden.db").display());
+    for u in &mut config.upstreams {
+        if let Transport::Stdio { program, .. } = &mut u.transport {
+            assert_eq!(program, &PathBuf::from("warden-example-mcp"));
+            *program = PathBuf::from(env!("CARGO_BIN_EXE_warden-example-mcp"));
+        }
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage_url).await.unwrap());
+    let tenant = TenantId::new("default").unwrap();
+    store
+        .create_agent(NewAgent {
+            tenant: tenant.clone(),
+            name: AgentName::new("support-assistant").unwrap(),
+            owner: Some("alice".into()),
+            purpose: None,
+        })
+        .await
+        .unwrap();
+    let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
+    let id = &config.identity;
+    let issuer = TokenIssuer::new(
+        key.clone(),
+        &id.issuer,
+        &id.audience,
+        &id.trust_domain,
+        id.max_token_ttl,
+    );
+    let gateway = Gateway::start(config, store, key).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(warden_gateway::serve(
+        gateway.clone(),
+        listener,
+        admin,
+        std::future::pending(),
+    ));
+    (tmp, gateway, url, issuer)
+}
+
+#[tokio::test]
+async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_crash() {
+    let (_tmp, gateway, url, issuer) = quickstart().await;
+    let engine = gateway.policy().engine().unwrap();
+    assert_eq!(
+        engine.policy_count(),
+        7,
+        "the quickstart policies validate against the live catalogs"
+    );
+    let token = issuer
+        .issue(
+            &TenantId::new("default").unwrap(),
+            &AgentName::new("support-assistant").unwrap(),
+            None,
+            Duration::from_secs(300),
+        )
+        .unwrap()
+        .token;
+    let report = warden_example::demo(&url, &token).await.unwrap();
+    let mut tools = report.tools.clone();
+    tools.sort();
+    assert_eq!(tools, vec!["crm.get_customer", "docs.search", "mail.send"]);
+    let allowed: Vec<bool> = report.calls.iter().map(|c| c.2).collect();
+    assert_eq!(
+        allowed,
+        vec![true, true, true, false, false, false],
+        "{:#?}",
+        report.calls
+    );
+    assert!(
+        report.calls[3].1.contains("salaries are confidential"),
+        "{}",
+        report.calls[3].1
+    );
+    assert!(
+        report.calls[4]
+            .1
+            .contains("mail may only go to company addresses"),
+        "{}",
+        report.calls[4].1
+    );
+
+    // A crashed stdio upstream is started again on the next call.
+    // Kill the docs server behind Warden's back.
+    let killed = std::process::Command::new("pkill")
+        .args(["-P", &std::process::id().to_string(), "-f", "service docs"])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no docs server to kill");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ok = false;
+    for _ in 0..10 {
+        if warden_example::demo(&url, &token)
+            .await
+            .is_ok_and(|r| r.calls[0].2)
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(ok, "the docs server was not restarted");
+    gateway.shutdown().await;
+}
