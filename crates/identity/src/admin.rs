@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Header, decode, decode_header, encode};
+use jsonwebtoken::{Algorithm, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
-use crate::token::{TokenError, map_jwt_error, now_secs};
+use crate::token::{TokenError, map_jwt_error};
 use crate::{Issued, TokenIssuer, TokenVerifier};
 
 /// What an operator may do through the admin API.
@@ -60,32 +60,18 @@ fn admin_audience(audience: &str) -> String {
 impl TokenIssuer {
     /// Issues an admin API token for `name` with `role`.
     pub fn issue_admin(&self, name: &str, role: Role, ttl: Duration) -> Result<Issued, TokenError> {
-        if ttl > self.max_ttl || ttl.is_zero() {
-            return Err(TokenError::TooLong {
-                asked: ttl,
-                max: self.max_ttl,
-            });
-        }
-        let now = now_secs();
+        let stamp = self.stamp(ttl)?;
         let claims = AdminClaims {
             iss: self.issuer.clone(),
             aud: admin_audience(&self.audience),
             sub: name.to_owned(),
             role,
-            exp: now + ttl.as_secs(),
-            iat: now,
-            nbf: now,
-            jti: uuid::Uuid::new_v4().to_string(),
+            exp: stamp.exp,
+            iat: stamp.iat,
+            nbf: stamp.iat,
+            jti: stamp.jti.clone(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.key.kid().to_owned());
-        let token = encode(&header, &claims, self.key.encoding())
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        Ok(Issued {
-            token,
-            expires_at: claims.exp,
-            jti: claims.jti,
-        })
+        self.sign(&claims, stamp)
     }
 }
 

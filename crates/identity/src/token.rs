@@ -132,13 +132,7 @@ impl TokenIssuer {
         user: Option<&UserName>,
         ttl: Duration,
     ) -> Result<Issued, TokenError> {
-        if ttl > self.max_ttl || ttl.is_zero() {
-            return Err(TokenError::TooLong {
-                asked: ttl,
-                max: self.max_ttl,
-            });
-        }
-        let now = now_secs();
+        let stamp = self.stamp(ttl)?;
         let agent_id = spiffe_id(&self.trust_domain, tenant, agent);
         let (sub, act) = match user {
             Some(user) => (
@@ -156,21 +150,49 @@ impl TokenIssuer {
             sub,
             act,
             tenant: tenant.to_string(),
-            exp: now + ttl.as_secs(),
-            iat: now,
-            nbf: now,
-            jti: uuid::Uuid::new_v4().to_string(),
+            exp: stamp.exp,
+            iat: stamp.iat,
+            nbf: stamp.iat,
+            jti: stamp.jti.clone(),
         };
+        self.sign(&claims, stamp)
+    }
+
+    /// Checks `ttl` against the maximum and stamps a new token's times and id.
+    pub(crate) fn stamp(&self, ttl: Duration) -> Result<Stamp, TokenError> {
+        if ttl > self.max_ttl || ttl.is_zero() {
+            return Err(TokenError::TooLong {
+                asked: ttl,
+                max: self.max_ttl,
+            });
+        }
+        let now = now_secs();
+        Ok(Stamp {
+            iat: now,
+            exp: now + ttl.as_secs(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// Signs `claims` (EdDSA, with this key's `kid`).
+    pub(crate) fn sign(&self, claims: &impl Serialize, stamp: Stamp) -> Result<Issued, TokenError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.key.kid().to_owned());
-        let token = encode(&header, &claims, self.key.encoding())
+        let token = encode(&header, claims, self.key.encoding())
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         Ok(Issued {
             token,
-            expires_at: claims.exp,
-            jti: claims.jti,
+            expires_at: stamp.exp,
+            jti: stamp.jti,
         })
     }
+}
+
+/// The issue time, expiry and id of a token being made.
+pub(crate) struct Stamp {
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
+    pub(crate) jti: String,
 }
 
 /// Who a verified token speaks for.

@@ -349,26 +349,26 @@ async fn call_tool(
     let name = upstream.name().as_str();
     let action = tool_action(name, tool);
     ex.rec.upstream = Some(name.to_owned());
-    ex.rec.resource = Some(format!("Warden::Tool::{:?}", action));
+    ex.rec.resource = Some(format!("Warden::Tool::{action:?}"));
     ex.rec.action = Some(action);
-    ex.rec.args_digest = Some(hex::encode(Sha256::digest(
-        canonical_json(&Value::Object(call.arguments.clone())).as_bytes(),
-    )));
-    let decision = engine.authorize(&request(
+    ex.rec.args_digest = Some(digest(&call.arguments));
+    let target = Target::Tool {
+        upstream: name,
+        tool,
+        args: &call.arguments,
+    };
+    let params = call.forward_params(tool);
+    decide_and_forward(
+        ex,
+        engine,
         who,
-        Target::Tool {
-            upstream: name,
-            tool,
-            args: &call.arguments,
-        },
-    ));
-    if !decision.is_allow() {
-        return ex.denied(id, decision).await;
-    }
-    if let Err(r) = ex.commit(id, decision).await {
-        return r;
-    }
-    forward(ex, &upstream, id, "tools/call", &call.forward_params(tool)).await
+        target,
+        &upstream,
+        id,
+        "tools/call",
+        &params,
+    )
+    .await
 }
 
 async fn read_resource(
@@ -385,12 +385,13 @@ async fn read_resource(
         Route::Federated => gw.resource_upstream(&uri),
     };
     let Some(upstream) = upstream else {
+        let message = "unknown resource; list resources first";
         return ex
             .reject(
                 StatusCode::OK,
                 Some(id),
                 ErrorCode::ResourceNotFound,
-                "unknown resource; list resources first",
+                message,
             )
             .await;
     };
@@ -398,20 +399,22 @@ async fn read_resource(
     ex.rec.upstream = Some(name.to_owned());
     ex.rec.action = Some(warden_policy::ACTION_READ_RESOURCE.to_owned());
     ex.rec.resource = Some(format!("Warden::Resource::{:?}", format!("{name}/{uri}")));
-    let decision = engine.authorize(&request(
+    let target = Target::Resource {
+        upstream: name,
+        uri: &uri,
+    };
+    let params = json!({ "uri": uri });
+    decide_and_forward(
+        ex,
+        engine,
         who,
-        Target::Resource {
-            upstream: name,
-            uri: &uri,
-        },
-    ));
-    if !decision.is_allow() {
-        return ex.denied(id, decision).await;
-    }
-    if let Err(r) = ex.commit(id, decision).await {
-        return r;
-    }
-    forward(ex, &upstream, id, "resources/read", &json!({ "uri": uri })).await
+        target,
+        &upstream,
+        id,
+        "resources/read",
+        &params,
+    )
+    .await
 }
 
 async fn get_prompt(
@@ -438,30 +441,55 @@ async fn get_prompt(
     ex.rec.upstream = Some(up.to_owned());
     ex.rec.action = Some(warden_policy::ACTION_GET_PROMPT.to_owned());
     ex.rec.resource = Some(format!("Warden::Prompt::{:?}", format!("{up}/{prompt}")));
-    ex.rec.args_digest = Some(hex::encode(Sha256::digest(
-        canonical_json(&Value::Object(arguments.clone())).as_bytes(),
-    )));
-    let decision = engine.authorize(&request(
+    ex.rec.args_digest = Some(digest(&arguments));
+    let target = Target::Prompt {
+        upstream: up,
+        name: prompt,
+    };
+    let params = json!({ "name": prompt, "arguments": arguments });
+    decide_and_forward(
+        ex,
+        engine,
         who,
-        Target::Prompt {
-            upstream: up,
-            name: prompt,
-        },
-    ));
+        target,
+        &upstream,
+        id,
+        "prompts/get",
+        &params,
+    )
+    .await
+}
+
+/// SHA-256 (hex) of the canonical JSON of arguments.
+fn digest(arguments: &Map<String, Value>) -> String {
+    hex::encode(Sha256::digest(
+        canonical_json(&Value::Object(arguments.clone())).as_bytes(),
+    ))
+}
+
+/// Phases 5-7 for one target: authorize, commit the record, forward.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the phases' inputs, passed through once"
+)]
+async fn decide_and_forward(
+    mut ex: Exchange,
+    engine: &PolicyEngine,
+    who: &Principal,
+    target: Target<'_>,
+    upstream: &Upstream,
+    id: &Id,
+    method: &str,
+    params: &Value,
+) -> Response {
+    let decision = engine.authorize(&request(who, target));
     if !decision.is_allow() {
         return ex.denied(id, decision).await;
     }
     if let Err(r) = ex.commit(id, decision).await {
         return r;
     }
-    forward(
-        ex,
-        &upstream,
-        id,
-        "prompts/get",
-        &json!({ "name": prompt, "arguments": arguments }),
-    )
-    .await
+    forward(ex, upstream, id, method, params).await
 }
 
 /// Phase 7: forward, answer, record the outcome.

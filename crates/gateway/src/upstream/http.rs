@@ -206,7 +206,9 @@ impl HttpConn {
     }
 }
 
+/// The error without the URL, which may carry credentials.
 fn unavailable(e: reqwest::Error) -> CallError {
+    let e = e.without_url();
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
