@@ -69,6 +69,9 @@ pub struct NewAgent {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates an active agent; an existing name is a conflict.
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError>;
+    /// Creates many active agents in one transaction (bulk registration);
+    /// any existing name is a conflict and nothing is created.
+    async fn create_agents(&self, agents: Vec<NewAgent>) -> Result<(), StoreError>;
     /// The agent, if it exists.
     async fn agent(&self, tenant: &TenantId, name: &AgentName)
     -> Result<Option<Agent>, StoreError>;

@@ -159,31 +159,40 @@ fn agent_from(row: &SqliteRow) -> Result<Agent, StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
+        let (tenant, name) = (agent.tenant.clone(), agent.name.clone());
+        self.create_agents(vec![agent]).await?;
+        self.agent(&tenant, &name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("agent `{name}`")))
+    }
+
+    async fn create_agents(&self, agents: Vec<NewAgent>) -> Result<(), StoreError> {
         let now = now();
-        let result = sqlx::query(
-            "INSERT INTO agents (tenant, name, state, owner, purpose, created_at, updated_at) VALUES (?, ?, 'active', ?, ?, ?, ?)",
-        )
-        .bind(agent.tenant.as_str())
-        .bind(agent.name.as_str())
-        .bind(agent.owner.as_deref())
-        .bind(agent.purpose.as_deref())
-        .bind(&now)
-        .bind(&now)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::Conflict(format!(
-                    "agent `{}` already exists in tenant `{}`",
-                    agent.name, agent.tenant
-                )))
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        for agent in &agents {
+            let result = sqlx::query(
+                "INSERT INTO agents (tenant, name, state, owner, purpose, created_at, updated_at) VALUES (?, ?, 'active', ?, ?, ?, ?)",
+            )
+            .bind(agent.tenant.as_str())
+            .bind(agent.name.as_str())
+            .bind(agent.owner.as_deref())
+            .bind(agent.purpose.as_deref())
+            .bind(&now)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await;
+            match result {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(StoreError::Conflict(format!(
+                        "agent `{}` already exists in tenant `{}`",
+                        agent.name, agent.tenant
+                    )));
+                }
+                Err(e) => return Err(db(e)),
+                Ok(_) => {}
             }
-            Err(e) => Err(db(e)),
-            Ok(_) => self
-                .agent(&agent.tenant, &agent.name)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("agent `{}`", agent.name))),
         }
+        tx.commit().await.map_err(db)
     }
 
     async fn agent(

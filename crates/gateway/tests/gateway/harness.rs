@@ -88,6 +88,9 @@ impl Store for FaultyStore {
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent, StoreError> {
         self.inner.create_agent(agent).await
     }
+    async fn create_agents(&self, agents: Vec<NewAgent>) -> Result<(), StoreError> {
+        self.inner.create_agents(agents).await
+    }
     async fn agent(
         &self,
         tenant: &TenantId,

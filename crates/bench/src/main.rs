@@ -1,0 +1,391 @@
+//! `warden-bench`: measures, alternating in one run, the same load sent
+//! **direct** to a fast MCP upstream, through a **floor** (a bare proxy on
+//! Warden's HTTP stack) and through **warden** (the full pipeline: token
+//! check, Cedar over a realistic policy set, durable hash-chained audit).
+//! See `docs/performance.md`.
+
+mod floor;
+mod load;
+mod procstat;
+mod setup;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The benchmark's options.
+#[derive(Debug, Parser)]
+#[command(name = "warden-bench", about = "direct vs floor vs warden, in one run")]
+struct Args {
+    /// Measured time per target (split over the rounds).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Unmeasured time per target before the rounds.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Rounds: the targets alternate this many times.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Fixed total rate in requests/s (default: closed loop, as fast as it can).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Registered agents.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// Put the proxy under test on CPU 0 and everything else on CPU 1.
+    #[arg(long)]
+    pin: bool,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Internal: run one role of the benchmark.
+    #[arg(long, value_enum, hide = true)]
+    role: Option<Role>,
+    /// Internal: the role's upstream URL.
+    #[arg(long, hide = true)]
+    upstream: Option<String>,
+    /// Internal: the role's working directory.
+    #[arg(long, hide = true)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    Upstream,
+    Floor,
+    Warden,
+}
+
+/// One target's figures.
+#[derive(Debug, Clone, Serialize)]
+struct Figures {
+    rps: f64,
+    p50_us: u32,
+    p90_us: u32,
+    p99_us: u32,
+    p999_us: u32,
+    cpu_ms_per_1k: f64,
+    rss_mb: f64,
+    requests: u64,
+    errors: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The roles run on one thread each, so that --pin measures one core.
+    let threads = if args.role.is_some() { 1 } else { 2 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match args.role {
+            Some(role) => run_role(role, &args).await,
+            None => run(&args).await,
+        }
+    })
+}
+
+async fn run_role(role: Role, args: &Args) -> anyhow::Result<()> {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    match role {
+        Role::Upstream => upstream::serve(any).await,
+        Role::Floor => {
+            floor::serve(
+                any,
+                args.upstream.clone().ok_or_else(|| anyhow!("--upstream"))?,
+            )
+            .await
+        }
+        Role::Warden => setup::serve(args.dir.as_deref().ok_or_else(|| anyhow!("--dir"))?).await,
+    }
+}
+
+/// A child process playing a role, and where it listens.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe()?;
+    let mut command = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    command
+        .arg("--role")
+        .arg(role)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start the {role}"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .with_context(|| format!("the {role} did not start"))??
+        .ok_or_else(|| anyhow!("the {role} exited"))?;
+    let addr = line
+        .strip_prefix("listening ")
+        .ok_or_else(|| anyhow!("the {role} said `{line}`"))?
+        .parse()?;
+    Ok(Server { child, addr })
+}
+
+struct Target {
+    name: &'static str,
+    pid: u32,
+    conns: Vec<load::Conn>,
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let (load_cpu, proxy_cpu) = if args.pin {
+        (Some(1), Some(0))
+    } else {
+        (None, None)
+    };
+    if let Some(cpu) = load_cpu {
+        let status = std::process::Command::new("taskset")
+            .args(["-cp", &cpu.to_string(), &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            anyhow::bail!("--pin needs `taskset` (util-linux) and two CPUs");
+        }
+    }
+    let up = spawn("upstream", &[], load_cpu).await?;
+    let upstream_url = format!("http://{}/mcp", up.addr);
+    let floor = spawn("floor", &["--upstream", &upstream_url], proxy_cpu).await?;
+    let dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "warden-bench: preparing {} agents and the policy set in {}",
+        args.agents,
+        dir.display()
+    );
+    setup::prepare(&dir, &upstream_url, args.agents).await?;
+    let warden = spawn(
+        "warden",
+        &["--dir", dir.to_str().unwrap_or_default()],
+        proxy_cpu,
+    )
+    .await?;
+    let tokens = setup::tokens(&dir, args.connections)?;
+
+    let conns = |addr: SocketAddr, path: &str, with_token: bool| -> Vec<load::Conn> {
+        tokens
+            .iter()
+            .map(|(token, tool)| load::Conn {
+                addr,
+                path: path.to_owned(),
+                token: with_token.then(|| token.clone()),
+                tool: tool.clone(),
+            })
+            .collect()
+    };
+    let targets = [
+        Target {
+            name: "direct",
+            pid: pid(&up.child)?,
+            conns: conns(up.addr, "/mcp", false),
+        },
+        Target {
+            name: "floor",
+            pid: pid(&floor.child)?,
+            conns: conns(floor.addr, "/mcp", false),
+        },
+        Target {
+            name: "warden",
+            pid: pid(&warden.child)?,
+            conns: conns(warden.addr, "/mcp/bench", true),
+        },
+    ];
+    let interval = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.connections as f64 / f64::from(r.max(1))));
+    for t in &targets {
+        measure(t, args.warmup, interval)
+            .await
+            .with_context(|| format!("warming up {}", t.name))?;
+    }
+    let slice = args.duration / args.rounds.max(1);
+    let mut totals: Vec<(load::Sample, Duration, f64)> = targets
+        .iter()
+        .map(|_| (load::Sample::default(), Duration::ZERO, 0.0))
+        .collect();
+    for round in 0..args.rounds.max(1) {
+        for (t, total) in targets.iter().zip(totals.iter_mut()) {
+            eprintln!(
+                "warden-bench: round {}/{}: {}",
+                round + 1,
+                args.rounds.max(1),
+                t.name
+            );
+            let cpu_before = procstat::cpu_seconds(t.pid)?;
+            let (sample, took) = measure(t, slice, interval).await?;
+            total.2 += procstat::cpu_seconds(t.pid)? - cpu_before;
+            total.0.latencies_us.extend(sample.latencies_us);
+            total.0.errors += sample.errors;
+            total.1 += took;
+        }
+    }
+    let mut results = serde_json::Map::new();
+    let mut rows = Vec::new();
+    for (t, (mut sample, took, cpu)) in targets.iter().zip(totals) {
+        let figures = figures(&mut sample, took, cpu, procstat::peak_rss_mb(t.pid)?);
+        rows.push((t.name, figures.clone()));
+        results.insert(t.name.to_owned(), serde_json::to_value(&figures)?);
+    }
+    print_table(args, &rows);
+    if let Some(path) = &args.json {
+        let mut doc = serde_json::Map::new();
+        doc.insert("config".into(), serde_json::json!({
+            "duration_s": args.duration.as_secs_f64(), "rounds": args.rounds, "connections": args.connections,
+            "rate": args.rate, "agents": args.agents, "policies": setup::POLICY_AGENTS + 2, "pinned": args.pin,
+        }));
+        doc.extend(results);
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    drop((up, floor, warden));
+    Ok(())
+}
+
+fn pid(child: &Child) -> anyhow::Result<u32> {
+    child
+        .id()
+        .ok_or_else(|| anyhow!("a benchmark process exited"))
+}
+
+/// Runs every connection of `t` for `duration`.
+async fn measure(
+    t: &Target,
+    duration: Duration,
+    interval: Option<Duration>,
+) -> anyhow::Result<(load::Sample, Duration)> {
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = t
+        .conns
+        .iter()
+        .cloned()
+        .map(|c| tokio::spawn(load::run(c, duration, interval)))
+        .collect();
+    let mut all = load::Sample::default();
+    for task in tasks {
+        let s = task.await??;
+        all.latencies_us.extend(s.latencies_us);
+        all.errors += s.errors;
+    }
+    Ok((all, start.elapsed()))
+}
+
+fn figures(sample: &mut load::Sample, took: Duration, cpu_seconds: f64, rss_mb: f64) -> Figures {
+    sample.latencies_us.sort_unstable();
+    let n = sample.latencies_us.len();
+    let at = |q: f64| {
+        let i = ((n as f64 * q).ceil() as usize).clamp(1, n.max(1)) - 1;
+        sample.latencies_us.get(i).copied().unwrap_or(0)
+    };
+    let requests = n as u64;
+    Figures {
+        rps: requests as f64 / took.as_secs_f64().max(1e-9),
+        p50_us: at(0.50),
+        p90_us: at(0.90),
+        p99_us: at(0.99),
+        p999_us: at(0.999),
+        cpu_ms_per_1k: if requests == 0 {
+            0.0
+        } else {
+            cpu_seconds * 1000.0 / (requests as f64 / 1000.0)
+        },
+        rss_mb,
+        requests,
+        errors: sample.errors,
+    }
+}
+
+fn print_table(args: &Args, rows: &[(&str, Figures)]) {
+    let direct = rows.first().map(|r| r.1.clone());
+    let floor_rps = rows.get(1).map_or(0.0, |r| r.1.rps);
+    let mode = args
+        .rate
+        .map_or_else(|| "closed loop".to_owned(), |r| format!("{r} req/s"));
+    println!(
+        "\nwarden-bench: {} connections, {mode}, {} measured per target in {} rounds, {} agents, {} policies{}",
+        args.connections,
+        humantime::format_duration(args.duration),
+        args.rounds,
+        args.agents,
+        setup::POLICY_AGENTS + 2,
+        if args.pin {
+            ", proxy pinned to CPU 0"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>8} {:>7}",
+        "target",
+        "req/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "+p50 µs",
+        "+p99 µs",
+        "cpu ms/1k",
+        "rss MB",
+        "errors"
+    );
+    for (name, f) in rows {
+        let (d50, d99) = direct.as_ref().map_or((0, 0), |d| {
+            (
+                i64::from(f.p50_us) - i64::from(d.p50_us),
+                i64::from(f.p99_us) - i64::from(d.p99_us),
+            )
+        });
+        println!(
+            "{:<8} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12.2} {:>8.1} {:>7}",
+            name,
+            f.rps,
+            f.p50_us,
+            f.p90_us,
+            f.p99_us,
+            f.p999_us,
+            d50,
+            d99,
+            f.cpu_ms_per_1k,
+            f.rss_mb,
+            f.errors
+        );
+    }
+    if let Some((_, w)) = rows.get(2)
+        && floor_rps > 0.0
+    {
+        {
+            println!(
+                "warden / floor throughput: {:.1}%",
+                100.0 * w.rps / floor_rps
+            );
+        }
+    }
+}
