@@ -2,9 +2,13 @@
 //! current state is read on every request, so suspension and revocation take
 //! effect on the very next request.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use http::HeaderMap;
 use warden_core::{AgentName, AgentState, TenantId, UserName};
-use warden_identity::TokenVerifier;
+use warden_identity::{TokenVerifier, VerifiedToken};
 use warden_store::Store;
 
 /// Who is asking, once authenticated.
@@ -74,17 +78,54 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// Verifies the token and the agent's state.
+/// Tokens whose signature and claims were verified, until they expire: the
+/// signature is checked once per token, not once per request. The agent's
+/// state is still read on every request.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    verified: Mutex<HashMap<String, VerifiedToken>>,
+}
+
+/// Cached tokens at most; the cache is emptied when full.
+const MAX_CACHED_TOKENS: usize = 100_000;
+
+impl TokenCache {
+    fn verify(&self, verifier: &TokenVerifier, token: &str) -> Result<VerifiedToken, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(hit) = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(token).cloned())
+            && now <= hit.expires_at.saturating_add(verifier.leeway_secs())
+        {
+            return Ok(hit);
+        }
+        let verified = verifier
+            .verify(token)
+            .map_err(|e| AuthError::Token(e.to_string()))?;
+        if let Ok(mut map) = self.verified.lock() {
+            if map.len() >= MAX_CACHED_TOKENS {
+                map.clear();
+            }
+            map.insert(token.to_owned(), verified.clone());
+        }
+        Ok(verified)
+    }
+}
+
+/// Verifies the token (through `cache`) and the agent's current state.
 pub async fn authenticate(
     headers: &HeaderMap,
     verifier: &TokenVerifier,
+    cache: &TokenCache,
     served_tenant: &TenantId,
     store: &dyn Store,
 ) -> Result<Principal, AuthError> {
     let token = bearer(headers)?;
-    let verified = verifier
-        .verify(token)
-        .map_err(|e| AuthError::Token(e.to_string()))?;
+    let verified = cache.verify(verifier, token)?;
     if &verified.tenant != served_tenant {
         return Err(AuthError::Token(format!(
             "tenant `{}` is not served by this gateway",

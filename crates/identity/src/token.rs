@@ -242,6 +242,11 @@ impl TokenVerifier {
         }
     }
 
+    /// The allowed clock skew, in seconds.
+    pub fn leeway_secs(&self) -> u64 {
+        self.validation.leeway
+    }
+
     /// Verifies `token`.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let key = self.key_for(token)?;

@@ -89,6 +89,7 @@ impl Types {
 pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
+    slices: Slices,
     entities: Entities,
     arg_types: BTreeMap<String, ArgType>,
     types: Types,
@@ -139,8 +140,16 @@ impl PolicyEngine {
                 message: format!("tool entities: {m}"),
             }]
         })?;
+        let slices = Slices::new(&policies, &types).map_err(|m| {
+            vec![Diagnostic {
+                file: "policies".into(),
+                position: None,
+                message: m,
+            }]
+        })?;
         Ok(Self {
             schema,
+            slices,
             policies,
             entities,
             arg_types,
@@ -171,6 +180,23 @@ impl PolicyEngine {
             Ok((req, entities)) => {
                 let response = self.authorizer.is_authorized(
                     &req,
+                    self.slices.of(request.agent),
+                    entities.as_ref().unwrap_or(&self.entities),
+                );
+                self.decision(&response)
+            }
+            Err(reason) => Decision::deny(reason),
+        }
+    }
+
+    /// Decides with the whole policy set instead of the agent's slice: the
+    /// reference the slices are tested against.
+    #[cfg(test)]
+    fn authorize_unsliced(&self, request: &Request<'_>) -> Decision {
+        match self.cedar_request(request, true) {
+            Ok((req, entities)) => {
+                let response = self.authorizer.is_authorized(
+                    &req,
                     &self.policies,
                     entities.as_ref().unwrap_or(&self.entities),
                 );
@@ -192,9 +218,9 @@ impl PolicyEngine {
         let Ok((req, _)) = self.cedar_request(request, false) else {
             return false;
         };
-        let response = self
-            .authorizer
-            .is_authorized(&req, &self.policies, &self.entities);
+        let response =
+            self.authorizer
+                .is_authorized(&req, self.slices.of(request.agent), &self.entities);
         if response.decision() == cedar_policy::Decision::Allow {
             return true;
         }
@@ -338,6 +364,52 @@ impl PolicyEngine {
                 }
             }
         }
+    }
+}
+
+/// The policy set cut per agent: a request from agent `a` can only be
+/// decided by policies whose principal is unconstrained or could be `a`, so
+/// `a`'s slice holds those and leaves out policies naming other agents
+/// (`principal == Warden::Agent::"b"`). Evaluation cost then follows the
+/// agent's own policies, not the size of the whole set.
+#[derive(Debug)]
+struct Slices {
+    common: PolicySet,
+    by_agent: HashMap<String, PolicySet>,
+}
+
+impl Slices {
+    fn new(policies: &PolicySet, types: &Types) -> Result<Self, String> {
+        let mut common = Vec::new();
+        let mut specific: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+        for policy in policies.policies() {
+            match policy.principal_constraint() {
+                cedar_policy::PrincipalConstraint::Eq(uid) if uid.type_name() == &types.agent => {
+                    specific
+                        .entry(uid.id().unescaped().to_owned())
+                        .or_default()
+                        .push(policy.clone());
+                }
+                _ => common.push(policy.clone()),
+            }
+        }
+        let common_set = PolicySet::from_policies(common.clone()).map_err(|e| e.to_string())?;
+        let by_agent = specific
+            .into_iter()
+            .map(|(agent, own)| {
+                let set = PolicySet::from_policies(common.iter().cloned().chain(own))
+                    .map_err(|e| e.to_string())?;
+                Ok((agent, set))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            common: common_set,
+            by_agent,
+        })
+    }
+
+    fn of(&self, agent: &str) -> &PolicySet {
+        self.by_agent.get(agent).unwrap_or(&self.common)
     }
 }
 

@@ -86,6 +86,7 @@ impl Exchange {
         match authenticate(
             headers,
             &gw.verifier,
+            &gw.tokens,
             &gw.config.identity.default_tenant,
             gw.store.as_ref(),
         )

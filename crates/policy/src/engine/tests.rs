@@ -247,3 +247,55 @@ fn no_policies_means_deny() {
     assert!(!e.may_list(&call("x", "docs", "search", &q)));
     assert_eq!(e.policy_count(), 0);
 }
+
+#[test]
+fn slices_decide_exactly_as_the_whole_set() {
+    let mut text = String::new();
+    for i in 0..30 {
+        text.push_str(&format!(
+            "@id(\"p{i}\") permit(principal == Warden::Agent::\"agent-{i}\", action == Warden::Action::\"crm/refund\", resource) when {{ context.args.amount.lessThan(decimal(\"{i}.0\")) }};\n"
+        ));
+    }
+    text.push_str("@id(\"f\") forbid(principal, action, resource) when { context has user && context.user == Warden::User::\"mallory\" };\n");
+    text.push_str(
+        "@id(\"docs\") permit(principal, action == Warden::Action::\"docs/search\", resource);\n",
+    );
+    text.push_str("@id(\"in\") permit(principal in Warden::Agent::\"agent-3\", action == Warden::Action::\"crm/get_customer\", resource);\n");
+    let e = engine(&text);
+    let mut allowed = 0;
+    for agent in (0..35).map(|i| format!("agent-{i}")) {
+        for user in [None, Some("alice"), Some("mallory")] {
+            for amount in [0, 5, 29, 40] {
+                let refund = args(json!({"amount": amount}));
+                let id = args(json!({"id": "c-1"}));
+                let q = args(json!({"q": "x"}));
+                for (upstream, tool, a) in [
+                    ("crm", "refund", &refund),
+                    ("crm", "get_customer", &id),
+                    ("docs", "search", &q),
+                ] {
+                    let r = Request {
+                        agent: &agent,
+                        user,
+                        target: Target::Tool {
+                            upstream,
+                            tool,
+                            args: a,
+                        },
+                    };
+                    let sliced = e.authorize(&r);
+                    assert_eq!(
+                        sliced,
+                        e.authorize_unsliced(&r),
+                        "{agent} {user:?} {tool} {amount}"
+                    );
+                    allowed += usize::from(sliced.is_allow());
+                }
+            }
+        }
+    }
+    assert!(
+        allowed > 100,
+        "the comparison must cover allows too: {allowed}"
+    );
+}
