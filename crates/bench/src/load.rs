@@ -1,6 +1,7 @@
 //! The load generator: keep-alive HTTP/1.1 connections (hyper), closed loop
-//! or at a fixed rate. At a fixed rate, latency counts from the time a
-//! request was due, so queueing is not hidden (no coordinated omission).
+//! or at a fixed rate. At a fixed rate, a request that is sent late because
+//! the previous answer was late counts from when it was due, so queueing is
+//! not hidden (no coordinated omission).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -52,13 +53,19 @@ pub async fn run(
     let start = Instant::now();
     let mut id: u64 = 0;
     while start.elapsed() < duration {
+        // At a fixed rate, a request counts from when it was due if the
+        // connection fell behind (the server was slow: queueing is not
+        // hidden), and from when the timer woke it otherwise (the timer's
+        // millisecond granularity is not the server's latency).
         let due = match interval {
             Some(every) => {
                 let due = start + every * u32::try_from(id).unwrap_or(u32::MAX);
                 if due > Instant::now() {
                     tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
                 }
-                due
             }
             None => Instant::now(),
         };

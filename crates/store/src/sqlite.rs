@@ -18,6 +18,8 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName};
 use crate::{Agent, NewAgent, Store, StoreError};
 
 const SCHEMA_VERSION: i64 = 1;
+/// Audit rows per INSERT statement (4 parameters each, well under SQLite's limit).
+const INSERT_ROWS: usize = 512;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -264,21 +266,28 @@ impl Store for SqliteStore {
         // head the inserts extend, even with other processes appending.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let mut head = Self::head(&mut tx).await?;
-        let mut seqs = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let entry = head.append(body);
-            let seq = i64::try_from(entry.seq)
-                .map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?;
-            sqlx::query("INSERT INTO audit (seq, prev_hash, hash, body) VALUES (?, ?, ?, ?)")
-                .bind(seq)
-                .bind(&entry.prev_hash[..])
-                .bind(&entry.hash[..])
-                .bind(&entry.body)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            seqs.push(entry.seq);
+        let entries: Vec<_> = bodies.into_iter().map(|body| head.append(body)).collect();
+        let mut seqs = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            seqs.push(
+                i64::try_from(entry.seq)
+                    .map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?,
+            );
         }
+        // One statement for the whole batch: one round trip, one commit.
+        for (chunk, chunk_seqs) in entries.chunks(INSERT_ROWS).zip(seqs.chunks(INSERT_ROWS)) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit (seq, prev_hash, hash, body) ",
+            );
+            insert.push_values(chunk.iter().zip(chunk_seqs), |mut row, (entry, seq)| {
+                row.push_bind(*seq)
+                    .push_bind(entry.prev_hash.to_vec())
+                    .push_bind(entry.hash.to_vec())
+                    .push_bind(entry.body.clone());
+            });
+            insert.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        let seqs = entries.iter().map(|e| e.seq).collect();
         tx.commit().await.map_err(db)?;
         Ok(seqs)
     }
