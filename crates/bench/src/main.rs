@@ -4,11 +4,7 @@
 //! check, Cedar over a realistic policy set, durable hash-chained audit).
 //! See `docs/performance.md`.
 
-mod floor;
-mod load;
-mod procstat;
-mod setup;
-mod upstream;
+use warden_bench::{floor, load, procstat, setup, upstream};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -18,7 +18,8 @@ use crate::upstream::TOOLS;
 /// Agents that policies name (the rest are registered, with no policy).
 pub const POLICY_AGENTS: usize = 200;
 
-fn agent(i: usize) -> String {
+/// The name of agent `i`.
+pub fn agent(i: usize) -> String {
     format!("agent-{i}")
 }
 
@@ -27,7 +28,9 @@ pub fn tool_of(i: usize) -> String {
     format!("lookup_{}", i % TOOLS)
 }
 
-fn policies() -> String {
+/// The benchmark's policy set: one permit per named agent, with argument
+/// conditions, and two forbids for everyone.
+pub fn policies() -> String {
     let mut out = String::new();
     for i in 0..POLICY_AGENTS {
         out.push_str(&format!(

@@ -1,0 +1,184 @@
+//! Micro-benchmarks of each phase of the request path, on the same policy
+//! set and store as `warden-bench`: `cargo bench -p warden-bench`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "benchmark code"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use warden_audit::{AuditRecord, RecordKind};
+use warden_bench::setup::{POLICY_AGENTS, agent, policies, tool_of};
+use warden_bench::upstream::TOOLS;
+use warden_core::{AgentName, Decision, TenantId};
+use warden_identity::{SigningKey, TokenIssuer, TokenVerifier};
+use warden_mcp::{Message, ToolCatalog, ToolDef, classify, parse_message};
+use warden_policy::{Catalogs, PolicyEngine, PolicySources, Request, SourceFile, Target};
+use warden_store::{NewAgent, SqliteStore, Store};
+
+const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"lookup_3","arguments":{"id":"c-42","limit":5}}}"#;
+
+fn tokens(c: &mut Criterion) {
+    let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
+    let issuer = TokenIssuer::new(key.clone(), "warden", "gw", "td", Duration::from_secs(3600));
+    let verifier = TokenVerifier::new(vec![key], "warden", "gw", "td", Duration::from_secs(30));
+    let token = issuer
+        .issue(
+            &TenantId::new("default").unwrap(),
+            &AgentName::new("agent-1").unwrap(),
+            None,
+            Duration::from_secs(600),
+        )
+        .unwrap()
+        .token;
+    c.bench_function("token/verify (EdDSA + claims)", |b| {
+        b.iter(|| verifier.verify(black_box(&token)).unwrap())
+    });
+}
+
+fn codec(c: &mut Criterion) {
+    c.bench_function("jsonrpc/parse + classify tools/call", |b| {
+        b.iter(|| {
+            let Ok(Message::Request { method, params, .. }) = parse_message(black_box(CALL)) else {
+                panic!()
+            };
+            classify(&method, params.as_deref()).unwrap()
+        })
+    });
+}
+
+fn engine(policy_text: &str) -> PolicyEngine {
+    let tools = (0..TOOLS)
+        .map(|i| {
+            let def = json!({"name": format!("lookup_{i}"), "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}, "limit": {"type": "integer"}}, "required": ["id", "limit"]}});
+            let Value::Object(def) = def else { unreachable!() };
+            ToolDef::from_definition(def).unwrap()
+        })
+        .collect();
+    let mut catalogs = Catalogs::new();
+    catalogs.insert(
+        warden_core::UpstreamName::new("bench").unwrap(),
+        ToolCatalog { tools },
+    );
+    let sources = PolicySources {
+        policies: vec![SourceFile {
+            name: "bench.cedar".into(),
+            text: policy_text.into(),
+        }],
+        schemas: vec![SourceFile {
+            name: "warden.cedarschema".into(),
+            text: warden_policy::BASE_SCHEMA.into(),
+        }],
+    };
+    PolicyEngine::build(&sources, &catalogs).unwrap()
+}
+
+fn policy(c: &mut Criterion) {
+    let big = engine(&policies());
+    let empty = engine("");
+    let Value::Object(args) = json!({"id": "c-42", "limit": 5}) else {
+        unreachable!()
+    };
+    let name = agent(7);
+    let tool = tool_of(7);
+    let request = Request {
+        agent: &name,
+        user: None,
+        target: Target::Tool {
+            upstream: "bench",
+            tool: &tool,
+            args: &args,
+        },
+    };
+    assert!(big.authorize(&request).is_allow());
+    c.bench_function(
+        &format!(
+            "policy/authorize, {} policies, sliced per agent",
+            POLICY_AGENTS + 2
+        ),
+        |b| b.iter(|| -> Decision { big.authorize(black_box(&request)) }),
+    );
+    c.bench_function(
+        "policy/authorize, no policies (request building floor)",
+        |b| b.iter(|| -> Decision { empty.authorize(black_box(&request)) }),
+    );
+}
+
+fn record(i: u64) -> Vec<u8> {
+    let rec = AuditRecord {
+        kind: RecordKind::Request,
+        request_id: format!("01a2-{i}"),
+        time: "2026-11-23T00:00:00Z".into(),
+        tenant: Some("default".into()),
+        agent: Some("agent-7".into()),
+        user: None,
+        source: Some("127.0.0.1:5555".into()),
+        endpoint: "/mcp/bench".into(),
+        method: Some("tools/call".into()),
+        upstream: Some("bench".into()),
+        action: Some("bench/lookup_7".into()),
+        resource: Some("Warden::Tool::\"bench/lookup_7\"".into()),
+        args_digest: Some("ab".repeat(32)),
+        decision: Decision::deny("x"),
+        status: Some(200),
+        error: None,
+        outcome: None,
+    };
+    serde_json::to_vec(&rec).unwrap()
+}
+
+fn store(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let store = rt.block_on(SqliteStore::open(&url)).unwrap();
+    let tenant = TenantId::new("default").unwrap();
+    let agents = (0..1000)
+        .map(|i| NewAgent {
+            tenant: tenant.clone(),
+            name: AgentName::new(agent(i)).unwrap(),
+            owner: None,
+            purpose: None,
+        })
+        .collect();
+    rt.block_on(store.create_agents(agents)).unwrap();
+    let name = AgentName::new(agent(7)).unwrap();
+    c.bench_function("store/agent lookup (SQLite, per request)", |b| {
+        b.to_async(&rt)
+            .iter(|| async { store.agent(&tenant, &name).await.unwrap() })
+    });
+    let mut n = 0u64;
+    c.bench_function("audit/append 1 record per commit (fsync each)", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let body = record(n);
+            async { store.append_audit(vec![body]).await.unwrap() }
+        })
+    });
+    c.bench_function("audit/append 16 records per commit (group commit)", |b| {
+        b.to_async(&rt).iter_batched(
+            || (0..16).map(record).collect::<Vec<_>>(),
+            |bodies| async { store.append_audit(bodies).await.unwrap() },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group! {
+    name = phases;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    targets = tokens, codec, policy, store
+}
+criterion_main!(phases);

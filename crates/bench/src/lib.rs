@@ -1,0 +1,9 @@
+//! The parts of `warden-bench`: the fast upstream, the floor proxy, the
+//! Warden set-up (policies, agents), the load generator and `/proc` readings.
+//! `benches/phases.rs` reuses the set-up for per-phase micro-benchmarks.
+
+pub mod floor;
+pub mod load;
+pub mod procstat;
+pub mod setup;
+pub mod upstream;
