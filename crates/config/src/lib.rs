@@ -256,15 +256,20 @@ fn storage_url(url: &str, base: &Path) -> Result<String, String> {
     let (file, query) = rest
         .split_once('?')
         .map_or((rest, None), |(f, q)| (f, Some(q)));
-    let file = if file == ":memory:" {
-        file.to_owned()
-    } else {
-        base.join(file).display().to_string()
-    };
+    if file.contains(":memory:") || q_is_memory(rest) {
+        return Err("`storage.url` names an in-memory database, which would lose the audit trail: use a file".into());
+    }
+    let file = base.join(file).display().to_string();
     Ok(match query {
         Some(q) => format!("sqlite://{file}?{q}"),
         None => format!("sqlite://{file}"),
     })
+}
+
+fn q_is_memory(url_rest: &str) -> bool {
+    url_rest
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p == "mode=memory"))
 }
 
 fn upstreams(

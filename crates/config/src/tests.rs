@@ -105,6 +105,11 @@ fn broken_rules_are_explained() {
             "invalid duration `soon`",
         ),
         ("[storage]\nurl = \"mysql://x\"\n", "not supported"),
+        ("[storage]\nurl = \"sqlite://:memory:\"\n", "in-memory"),
+        (
+            "[storage]\nurl = \"sqlite://x.db?mode=memory\"\n",
+            "in-memory",
+        ),
         ("[gateway]\nlisten = \"nowhere\"\n", "listen"),
     ] {
         let err = parse(text).err().map(|e| e.to_string()).unwrap_or_default();

@@ -15,11 +15,10 @@ use time::format_description::well_known::Rfc3339;
 use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName};
 
+use crate::fast::FastPath;
 use crate::{Agent, NewAgent, Store, StoreError};
 
 const SCHEMA_VERSION: i64 = 1;
-/// Audit rows per INSERT statement (4 parameters each, well under SQLite's limit).
-const INSERT_ROWS: usize = 512;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -49,6 +48,7 @@ const MIGRATION_1: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    fast: std::sync::Arc<FastPath>,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -71,18 +71,26 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let path = options.get_filename().to_owned();
+        if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+            return Err(StoreError::Conflict(
+                "an in-memory database would lose the audit trail: use a file".into(),
+            ));
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(db)?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        let fast = std::sync::Arc::new(FastPath::open(&path)?);
+        Ok(Self { pool, fast })
     }
+}
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await
@@ -106,7 +114,9 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(db)
     }
+}
 
+impl SqliteStore {
     async fn head(conn: &mut SqliteConnection) -> Result<ChainHead, StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -202,13 +212,7 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         name: &AgentName,
     ) -> Result<Option<Agent>, StoreError> {
-        let row = sqlx::query("SELECT * FROM agents WHERE tenant = ? AND name = ?")
-            .bind(tenant.as_str())
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.as_ref().map(agent_from).transpose()
+        self.fast.agent(tenant, name)
     }
 
     async fn list_agents(&self, tenant: &TenantId) -> Result<Vec<Agent>, StoreError> {
@@ -262,34 +266,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
-        // IMMEDIATE takes the write lock first, so the head read below is the
-        // head the inserts extend, even with other processes appending.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let mut head = Self::head(&mut tx).await?;
-        let entries: Vec<_> = bodies.into_iter().map(|body| head.append(body)).collect();
-        let mut seqs = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            seqs.push(
-                i64::try_from(entry.seq)
-                    .map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?,
-            );
-        }
-        // One statement for the whole batch: one round trip, one commit.
-        for (chunk, chunk_seqs) in entries.chunks(INSERT_ROWS).zip(seqs.chunks(INSERT_ROWS)) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit (seq, prev_hash, hash, body) ",
-            );
-            insert.push_values(chunk.iter().zip(chunk_seqs), |mut row, (entry, seq)| {
-                row.push_bind(*seq)
-                    .push_bind(entry.prev_hash.to_vec())
-                    .push_bind(entry.hash.to_vec())
-                    .push_bind(entry.body.clone());
-            });
-            insert.build().execute(&mut *tx).await.map_err(db)?;
-        }
-        let seqs = entries.iter().map(|e| e.seq).collect();
-        tx.commit().await.map_err(db)?;
-        Ok(seqs)
+        self.fast.append(bodies).await
     }
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
