@@ -1,0 +1,112 @@
+//! `warden serve` as a process: it starts, answers, shuts down on SIGTERM,
+//! and its logs never hold a token.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{init, warden};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn post(port: u16, token: &str, body: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request = format!(
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response.split_whitespace().nth(1).unwrap().parse().unwrap()
+    })
+}
+
+#[test]
+fn serve_answers_and_never_logs_a_token() {
+    let (_tmp, dir) = init();
+    let (port, admin) = (free_port(), free_port());
+    let config = std::fs::read_to_string(dir.join("warden.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{admin}"));
+    std::fs::write(dir.join("warden.toml"), config).unwrap();
+    assert_eq!(warden(&dir, &["agent", "create", "bot"]).code, 0);
+    let token = warden(&dir, &["token", "issue", "--agent", "bot"])
+        .stdout
+        .trim()
+        .to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--log-format", "json"])
+        .current_dir(&dir)
+        .env("WARDEN_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "warden serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    assert_eq!(post(port, &token, list), 200);
+    let forged = format!("{token}x");
+    assert_eq!(post(port, &forged, list), 401);
+    assert_eq!(warden(&dir, &["agent", "revoke", "bot"]).code, 0);
+    assert_eq!(
+        post(port, &token, list),
+        401,
+        "revocation from another process applies at once"
+    );
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "warden serve should exit cleanly on SIGTERM: {status:?}"
+    );
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("\"request\"") || logs.contains("request"),
+        "the logs should show the requests: {logs}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature), "a token leaked into the logs");
+    assert!(!logs.contains(&token[..40]), "a token leaked into the logs");
+}
