@@ -26,10 +26,12 @@ pub async fn run(cli: &Cli) -> Outcome {
     let admin_listener = TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("cannot listen on {admin_addr}"))?;
+    let gateway_addr = gateway_listener.local_addr().unwrap_or(gateway_addr);
+    let admin_addr = admin_listener.local_addr().unwrap_or(admin_addr);
     let engine = gateway.policy().engine();
     tracing::info!(
-        gateway = %gateway_listener.local_addr().map_or_else(|_| gateway_addr.to_string(), |a| a.to_string()),
-        admin = %admin_listener.local_addr().map_or_else(|_| admin_addr.to_string(), |a| a.to_string()),
+        gateway = %gateway_addr,
+        admin = %admin_addr,
         policies = engine.as_ref().map_or(0, |e| e.policy_count()),
         policy_version = engine.as_ref().map_or("-", |e| e.version()),
         "warden is serving"
