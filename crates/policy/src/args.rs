@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use cedar_policy::RestrictedExpression;
 use serde_json::{Map, Value, json};
 
 /// Nesting deeper than this is not typed.
@@ -72,40 +73,36 @@ impl ArgType {
         }
     }
 
-    /// Converts an argument value to Cedar's JSON value format. Attributes
+    /// Converts an argument value to a Cedar value of this type. Attributes
     /// the type does not know are dropped; a value of the wrong type is an
     /// error (and the request is denied).
-    pub fn to_cedar_value(&self, value: &Value, path: &str) -> Result<Value, String> {
+    pub fn to_cedar(&self, value: &Value, path: &str) -> Result<RestrictedExpression, String> {
         let mismatch = |want: &str| format!("argument `{path}` must be {want}");
         match (self, value) {
-            (Self::String, Value::String(s)) => Ok(Value::String(s.clone())),
-            (Self::Bool, Value::Bool(b)) => Ok(Value::Bool(*b)),
+            (Self::String, Value::String(s)) => Ok(RestrictedExpression::new_string(s.clone())),
+            (Self::Bool, Value::Bool(b)) => Ok(RestrictedExpression::new_bool(*b)),
             (Self::Long, Value::Number(n)) => long(n)
-                .map(Value::from)
+                .map(RestrictedExpression::new_long)
                 .ok_or_else(|| mismatch("an integer")),
-            (Self::Decimal, Value::Number(n)) => {
-                let text =
-                    decimal(n).ok_or_else(|| mismatch("a number with at most 4 decimal places"))?;
-                Ok(json!({ "__extn": { "fn": "decimal", "arg": text } }))
-            }
+            (Self::Decimal, Value::Number(n)) => decimal(n)
+                .map(RestrictedExpression::new_decimal)
+                .ok_or_else(|| mismatch("a number with at most 4 decimal places")),
             (Self::Set(element), Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| element.to_cedar_value(item, &format!("{path}[{i}]")))
+                .map(|(i, item)| element.to_cedar(item, &format!("{path}[{i}]")))
                 .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array),
+                .map(RestrictedExpression::new_set),
             (Self::Record(attrs), Value::Object(obj)) => {
-                let mut out = Map::new();
+                let mut fields = Vec::with_capacity(attrs.len());
                 for (name, (ty, required)) in attrs {
                     match obj.get(name) {
                         Some(Value::Null) | None if !required => {}
-                        Some(v) => {
-                            out.insert(name.clone(), ty.to_cedar_value(v, &join(path, name))?);
-                        }
+                        Some(v) => fields.push((name.clone(), ty.to_cedar(v, &join(path, name))?)),
                         None => return Err(format!("argument `{}` is required", join(path, name))),
                     }
                 }
-                Ok(Value::Object(out))
+                RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
             }
             (Self::String, _) => Err(mismatch("a string")),
             (Self::Bool, _) => Err(mismatch("a boolean")),
@@ -276,15 +273,16 @@ mod tests {
     fn arguments_convert_or_fail_clearly() {
         let ty = ArgType::from_input_schema(&schema());
         let v = ty
-            .to_cedar_value(
+            .to_cedar(
                 &json!({"id": "c-1", "amount": 12.5, "limit": 3, "tags": ["x"], "urgent": null, "extra": {"__entity": 1}, "anything": 1}),
                 "",
             )
             .unwrap();
-        assert_eq!(
-            v,
-            json!({"id": "c-1", "amount": {"__extn": {"fn": "decimal", "arg": "12.5"}}, "limit": 3, "tags": ["x"]})
-        );
+        let expected: RestrictedExpression =
+            r#"{"amount": decimal("12.5"), "id": "c-1", "limit": 3, "tags": ["x"]}"#
+                .parse()
+                .unwrap();
+        assert_eq!(v, expected);
         for (args, needle) in [
             (json!({}), "argument `id` is required"),
             (json!({"id": 1}), "argument `id` must be a string"),
@@ -309,7 +307,10 @@ mod tests {
                 "argument `addr.city` is required",
             ),
         ] {
-            let err = ty.to_cedar_value(&args, "").expect_err(&args.to_string());
+            let err = ty
+                .to_cedar(&args, "")
+                .map(|_| ())
+                .expect_err(&args.to_string());
             assert!(err.contains(needle), "{err}");
         }
     }

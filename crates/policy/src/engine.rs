@@ -5,9 +5,10 @@ use std::str::FromStr;
 
 use cedar_policy::{
     Authorizer, Context, Effect as CedarEffect, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId, PolicySet, Response, Schema, SchemaFragment, ValidationMode, Validator,
+    EntityUid, PolicyId, PolicySet, Response, RestrictedExpression, Schema, SchemaFragment,
+    ValidationMode, Validator,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use warden_core::{Decision, Effect};
 
 use crate::args::ArgType;
@@ -59,6 +60,7 @@ pub enum Target<'a> {
 #[derive(Debug, Clone)]
 struct Types {
     agent: EntityTypeName,
+    user: EntityTypeName,
     action: EntityTypeName,
     upstream: EntityTypeName,
     tool: EntityTypeName,
@@ -71,6 +73,7 @@ impl Types {
         let t = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
         Ok(Self {
             agent: t("Warden::Agent")?,
+            user: t("Warden::User")?,
             action: t("Warden::Action")?,
             upstream: t("Warden::Upstream")?,
             tool: t("Warden::Tool")?,
@@ -243,10 +246,8 @@ impl PolicyEngine {
     ) -> Result<(cedar_policy::Request, Option<Entities>), String> {
         let t = &self.types;
         let principal = Types::uid(&t.agent, request.agent);
-        let user = request
-            .user
-            .map(|u| json!({ "__entity": { "type": "Warden::User", "id": u } }));
-        let (action, resource, mut context, extra) = match request.target {
+        let mut context: Vec<(String, RestrictedExpression)> = Vec::with_capacity(2);
+        let (action, resource, extra) = match request.target {
             Target::Tool {
                 upstream,
                 tool,
@@ -259,47 +260,47 @@ impl PolicyEngine {
                             "tool `{tool}` is not in the catalog of upstream `{upstream}`"
                         ));
                     };
-                    ty.to_cedar_value(&Value::Object(args.clone()), "")?
+                    ty.to_cedar(&Value::Object(args.clone()), "")?
                 } else {
-                    json!({})
+                    RestrictedExpression::new_record([]).map_err(|e| e.to_string())?
                 };
-                (
-                    Types::uid(&t.action, &id),
-                    Types::uid(&t.tool, &id),
-                    json!({ "args": args }),
-                    None,
-                )
+                context.push(("args".into(), args));
+                (Types::uid(&t.action, &id), Types::uid(&t.tool, &id), None)
             }
             Target::Resource { upstream, uri } => {
-                let id = format!("{upstream}/{uri}");
-                let entity = Types::uid(&t.resource, &id);
+                let entity = Types::uid(&t.resource, &format!("{upstream}/{uri}"));
                 let extra = self.with_child(&entity, upstream)?;
+                context.push((
+                    "uri".into(),
+                    RestrictedExpression::new_string(uri.to_owned()),
+                ));
                 (
                     Types::uid(&t.action, ACTION_READ_RESOURCE),
                     entity,
-                    json!({ "uri": uri }),
                     Some(extra),
                 )
             }
             Target::Prompt { upstream, name } => {
-                let id = format!("{upstream}/{name}");
-                let entity = Types::uid(&t.prompt, &id);
+                let entity = Types::uid(&t.prompt, &format!("{upstream}/{name}"));
                 let extra = self.with_child(&entity, upstream)?;
                 (
                     Types::uid(&t.action, ACTION_GET_PROMPT),
                     entity,
-                    json!({}),
                     Some(extra),
                 )
             }
         };
-        if let (Some(user), Some(obj)) = (user, context.as_object_mut()) {
-            obj.insert("user".into(), user);
+        if let Some(user) = request.user {
+            context.push((
+                "user".into(),
+                RestrictedExpression::new_entity_uid(Types::uid(&t.user, user)),
+            ));
         }
-        let schema = typed.then_some(&self.schema);
-        let context = Context::from_json_value(context, schema.map(|s| (s, &action)))
-            .map_err(|e| format!("invalid request context: {e}"))?;
-        let req = cedar_policy::Request::new(principal, action, resource, context, schema)
+        // The context is built from the schema's own types, so it is not
+        // validated again (that would cost more than the evaluation).
+        let context =
+            Context::from_pairs(context).map_err(|e| format!("invalid request context: {e}"))?;
+        let req = cedar_policy::Request::new(principal, action, resource, context, None)
             .map_err(|e| format!("invalid request: {e}"))?;
         Ok((req, extra))
     }
