@@ -24,7 +24,7 @@ struct Session {
 
 pub(crate) struct HttpConn {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     max: usize,
     session: RwLock<Option<Arc<Session>>>,
     init: Mutex<()>,
@@ -37,9 +37,10 @@ impl HttpConn {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| format!("http client: {e}"))?;
+        let url = reqwest::Url::parse(url).map_err(|e| format!("invalid upstream url: {e}"))?;
         Ok(Self {
             client,
-            url: url.to_owned(),
+            url,
             max,
             session: RwLock::new(None),
             init: Mutex::new(()),
@@ -91,7 +92,7 @@ impl HttpConn {
     fn request(&self, session: Option<&Session>, body: Vec<u8>) -> reqwest::RequestBuilder {
         let mut req = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(ACCEPT, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json")
             .body(body);
