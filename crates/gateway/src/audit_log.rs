@@ -5,7 +5,6 @@
 //! (group commit), so concurrent requests share one fsync.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 use warden_audit::AuditRecord;
@@ -25,7 +24,6 @@ pub struct AuditError(pub String);
 pub struct AuditLog {
     store: Arc<dyn Store>,
     pending: Arc<Semaphore>,
-    failures: Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -34,7 +32,6 @@ impl AuditLog {
         Self {
             store,
             pending: Arc::new(Semaphore::new(MAX_PENDING)),
-            failures: Arc::default(),
         }
     }
 
@@ -46,16 +43,12 @@ impl AuditLog {
                 .first()
                 .copied()
                 .ok_or_else(|| AuditError("no seq returned".into())),
-            Err(e) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                Err(AuditError(e.to_string()))
-            }
+            Err(e) => Err(AuditError(e.to_string())),
         }
     }
 
     /// Writes `record` without making the caller wait for the commit
-    /// (outcome records, written after the answer). A failure is counted
-    /// and logged.
+    /// (outcome records, written after the answer). A failure is logged.
     pub async fn write_later(&self, record: &AuditRecord) {
         let body = match serde_json::to_vec(record) {
             Ok(b) => b,
@@ -64,18 +57,12 @@ impl AuditLog {
         let Ok(permit) = self.pending.clone().acquire_owned().await else {
             return;
         };
-        let (store, failures) = (self.store.clone(), self.failures.clone());
+        let store = self.store.clone();
         tokio::spawn(async move {
             if let Err(e) = store.append_audit(vec![body]).await {
-                failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("an outcome record was not written: {e}");
             }
             drop(permit);
         });
-    }
-
-    /// Records that could not be written since start.
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
     }
 }
