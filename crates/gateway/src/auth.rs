@@ -177,6 +177,53 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_never_serves_an_expired_token() {
+        use std::sync::Arc;
+        let key = Arc::new(
+            warden_identity::SigningKey::from_pem(
+                &warden_identity::SigningKey::generate_pem().unwrap(),
+            )
+            .unwrap(),
+        );
+        let verifier = TokenVerifier::new(
+            vec![key],
+            "warden",
+            "gw",
+            "td",
+            std::time::Duration::from_secs(30),
+        );
+        let cache = TokenCache::default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let cached = |expires_at: u64| VerifiedToken {
+            tenant: TenantId::new("t").unwrap(),
+            agent: AgentName::new("a").unwrap(),
+            user: None,
+            jti: "j".into(),
+            expires_at,
+        };
+        // A live entry is served without verifying the (fake) token again...
+        cache
+            .verified
+            .lock()
+            .unwrap()
+            .insert("fresh".into(), cached(now + 60));
+        assert!(cache.verify(&verifier, "fresh").is_ok());
+        // ...but past expiry plus leeway, the token is verified again and refused.
+        cache
+            .verified
+            .lock()
+            .unwrap()
+            .insert("stale".into(), cached(now - 31));
+        assert!(matches!(
+            cache.verify(&verifier, "stale"),
+            Err(AuthError::Token(_))
+        ));
+    }
+
+    #[test]
     fn challenges_follow_rfc6750() {
         assert_eq!(AuthError::Missing.challenge(), r#"Bearer realm="warden""#);
         let c = AuthError::Token("token \"expired\"".into()).challenge();

@@ -179,31 +179,21 @@ impl PolicyEngine {
 
     /// Decides a request. Default deny; any evaluation error denies.
     pub fn authorize(&self, request: &Request<'_>) -> Decision {
-        match self.cedar_request(request, true) {
-            Ok((req, entities)) => {
-                let response = self.authorizer.is_authorized(
-                    &req,
-                    self.slices.of(request.agent),
-                    entities.as_ref().unwrap_or(&self.entities),
-                );
-                self.decision(&response)
-            }
-            Err(reason) => Decision::deny(reason),
-        }
+        self.decide(request, self.slices.of(request.agent))
     }
 
     /// Decides with the whole policy set instead of the agent's slice: the
     /// reference the slices are tested against.
     #[cfg(test)]
     fn authorize_unsliced(&self, request: &Request<'_>) -> Decision {
+        self.decide(request, &self.policies)
+    }
+
+    fn decide(&self, request: &Request<'_>, policies: &PolicySet) -> Decision {
         match self.cedar_request(request, true) {
             Ok((req, entities)) => {
-                let response = self.authorizer.is_authorized(
-                    &req,
-                    &self.policies,
-                    entities.as_ref().unwrap_or(&self.entities),
-                );
-                self.decision(&response)
+                let entities = entities.as_ref().unwrap_or(&self.entities);
+                self.decision(&self.authorizer.is_authorized(&req, policies, entities))
             }
             Err(reason) => Decision::deny(reason),
         }

@@ -110,17 +110,8 @@ impl FastPath {
             })
             .optional()
             .map_err(db)?;
-        let corrupt = |e: warden_core::NameError| StoreError::Corrupt(e.to_string());
         row.map(|(t, n, state, owner, purpose, created_at, updated_at)| {
-            Ok(Agent {
-                tenant: TenantId::new(t).map_err(corrupt)?,
-                name: AgentName::new(n).map_err(corrupt)?,
-                state: state.parse().map_err(corrupt)?,
-                owner,
-                purpose,
-                created_at,
-                updated_at,
-            })
+            Agent::from_columns(t, n, &state, owner, purpose, created_at, updated_at)
         })
         .transpose()
     }

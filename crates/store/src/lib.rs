@@ -52,6 +52,31 @@ pub struct Agent {
     pub updated_at: String,
 }
 
+impl Agent {
+    /// An agent from its stored columns; a value that no longer validates
+    /// is reported as corruption.
+    pub(crate) fn from_columns(
+        tenant: String,
+        name: String,
+        state: &str,
+        owner: Option<String>,
+        purpose: Option<String>,
+        created_at: String,
+        updated_at: String,
+    ) -> Result<Self, StoreError> {
+        let corrupt = |e: warden_core::NameError| StoreError::Corrupt(e.to_string());
+        Ok(Self {
+            tenant: TenantId::new(tenant).map_err(corrupt)?,
+            name: AgentName::new(name).map_err(corrupt)?,
+            state: state.parse().map_err(corrupt)?,
+            owner,
+            purpose,
+            created_at,
+            updated_at,
+        })
+    }
+}
+
 /// What creating an agent needs.
 #[derive(Debug, Clone)]
 pub struct NewAgent {

@@ -156,16 +156,15 @@ fn hash32(row: &SqliteRow, column: &str) -> Result<[u8; 32], StoreError> {
 
 fn agent_from(row: &SqliteRow) -> Result<Agent, StoreError> {
     let text = |c: &str| row.try_get::<String, _>(c).map_err(db);
-    let corrupt = |e: warden_core::NameError| StoreError::Corrupt(e.to_string());
-    Ok(Agent {
-        tenant: TenantId::new(text("tenant")?).map_err(corrupt)?,
-        name: AgentName::new(text("name")?).map_err(corrupt)?,
-        state: text("state")?.parse().map_err(corrupt)?,
-        owner: row.try_get("owner").map_err(db)?,
-        purpose: row.try_get("purpose").map_err(db)?,
-        created_at: text("created_at")?,
-        updated_at: text("updated_at")?,
-    })
+    Agent::from_columns(
+        text("tenant")?,
+        text("name")?,
+        &text("state")?,
+        row.try_get("owner").map_err(db)?,
+        row.try_get("purpose").map_err(db)?,
+        text("created_at")?,
+        text("updated_at")?,
+    )
 }
 
 #[async_trait]
