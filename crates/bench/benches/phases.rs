@@ -19,7 +19,7 @@ use warden_audit::{AuditRecord, RecordKind};
 use warden_bench::setup::{POLICY_AGENTS, agent, policies, tool_of};
 use warden_bench::upstream::TOOLS;
 use warden_core::{AgentName, Decision, TenantId};
-use warden_identity::{SigningKey, TokenIssuer, TokenVerifier};
+use warden_identity::{KeyRing, SigningKey, TokenIssuer, TokenVerifier};
 use warden_mcp::{Message, ToolCatalog, ToolDef, classify, parse_message};
 use warden_policy::{Catalogs, PolicyEngine, PolicySources, Request, SourceFile, Target};
 use warden_store::{NewAgent, SqliteStore, Store};
@@ -28,8 +28,15 @@ const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":
 
 fn tokens(c: &mut Criterion) {
     let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
-    let issuer = TokenIssuer::new(key.clone(), "warden", "gw", "td", Duration::from_secs(3600));
-    let verifier = TokenVerifier::new(vec![key], "warden", "gw", "td", Duration::from_secs(30));
+    let ring = Arc::new(KeyRing::single(key));
+    let issuer = TokenIssuer::new(
+        ring.clone(),
+        "warden",
+        "gw",
+        "td",
+        Duration::from_secs(3600),
+    );
+    let verifier = TokenVerifier::new(ring, "warden", "gw", "td", Duration::from_secs(30));
     let token = issuer
         .issue(
             &TenantId::new("default").unwrap(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use warden_config::Config;
 use warden_core::{AgentName, TenantId};
-use warden_identity::{SigningKey, TokenIssuer};
+use warden_identity::{KeyRing, SigningKey, TokenIssuer};
 use warden_store::{NewAgent, SqliteStore, Store};
 
 use crate::upstream::TOOLS;
@@ -81,12 +81,9 @@ pub async fn prepare(dir: &Path, upstream: &str, agents: usize) -> anyhow::Resul
 /// Tokens for the agents that policies permit, one per connection.
 pub fn tokens(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let config = Config::load(&dir.join("warden.toml"))?;
-    let key = Arc::new(SigningKey::from_pem(&std::fs::read_to_string(
-        dir.join("signing.pem"),
-    )?)?);
     let id = &config.identity;
     let issuer = TokenIssuer::new(
-        key,
+        Arc::new(KeyRing::load(&id.signing_key)?),
         &id.issuer,
         &id.audience,
         &id.trust_domain,
@@ -112,11 +109,8 @@ pub fn tokens(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, String)>>
 /// Runs the gateway from `dir` until the process ends.
 pub async fn serve(dir: &Path) -> anyhow::Result<()> {
     let config = Config::load(&dir.join("warden.toml"))?;
-    let key = Arc::new(SigningKey::from_pem(&std::fs::read_to_string(
-        &config.identity.signing_key,
-    )?)?);
     let store: Arc<dyn Store> = warden_store::open(&config.storage_url).await?;
-    let gateway = warden_gateway::Gateway::start(config, store, key).await?;
+    let gateway = warden_gateway::Gateway::start(config, store).await?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let admin = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     println!("listening {}", listener.local_addr()?);

@@ -46,6 +46,18 @@ pub enum Command {
     /// Issue access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the users of Warden's own directory.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Rotate the token signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage Warden's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Store upstream credentials (sealed at rest; never shown again).
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Check policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -104,6 +116,147 @@ pub enum AgentCommand {
     Resume(AgentRef),
     /// Revoke an agent for good.
     Revoke(AgentRef),
+    /// Retire an agent (planned end of service; final, like revoke).
+    Retire(AgentRef),
+    /// Rotate an agent's credentials: every token and certificate issued
+    /// before now is refused from its next use on.
+    Rotate(AgentRef),
+    /// Issue a certificate for the agent, from its CSR (`--csr`) or with a
+    /// key made here (`--out DIR` writes cert.pem, key.pem, ca.pem).
+    Cert {
+        /// The agent's name.
+        name: String,
+        /// The agent's certificate signing request (PEM).
+        #[arg(long, conflicts_with = "out", required_unless_present = "out")]
+        csr: Option<PathBuf>,
+        /// Make a key pair here and write cert.pem, key.pem and ca.pem to DIR.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Lifetime, e.g. `1h` (default: `identity.cert_ttl`).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the certificates issued to an agent.
+    Certs(AgentRef),
+    /// Revoke one certificate of an agent by serial number.
+    RevokeCert {
+        /// The agent's name.
+        name: String,
+        /// The certificate's serial number (hex).
+        serial: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `warden user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user to the directory.
+    Create {
+        /// The user's name.
+        name: String,
+        /// `approver`, `admin`, `auditor` or `member`.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the directory's users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: no new delegation for them.
+    Disable(UserRef),
+    /// Enable a disabled user.
+    Enable(UserRef),
+    /// Issue a user token (the `subject_token` of a token exchange).
+    Token {
+        /// The user's name.
+        name: String,
+        /// Lifetime (default: `identity.token_ttl`).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A user named on the command line.
+#[derive(Debug, Args)]
+pub struct UserRef {
+    /// The user's name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `warden key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// A new key signs from now on; the old one keeps verifying the tokens
+    /// it signed until they expire. A running gateway picks it up.
+    Rotate {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `warden ca …`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the CA (if `warden init` did not).
+    Init,
+    /// Replace the CA; the old one stays trusted (certificates it issued
+    /// keep working until they expire) unless `--drop-previous`.
+    Rotate {
+        /// Trust only the new CA from now on.
+        #[arg(long)]
+        drop_previous: bool,
+    },
+    /// Print the trust bundle (PEM), for clients to trust the gateway.
+    Bundle,
+}
+
+/// `warden secret …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store the credential of an upstream (or of one user for it), read
+    /// from standard input or an environment variable.
+    Set {
+        /// The upstream.
+        upstream: String,
+        /// The user it is for (a per-user secret).
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the value from this environment variable instead of stdin.
+        #[arg(long)]
+        from_env: Option<String>,
+    },
+    /// List where secrets are stored (never their values).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a stored secret.
+    Delete {
+        /// The upstream.
+        upstream: String,
+        /// The user it is for.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// An agent named on the command line.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 use warden_config::Config;
-use warden_identity::{SigningKey, TokenIssuer};
+use warden_identity::{KeyRing, TokenIssuer};
 use warden_store::Store;
 
 use crate::Failure;
@@ -45,25 +45,36 @@ pub async fn store(config: &Config) -> Result<Arc<dyn Store>, Failure> {
         .context("cannot open the store")?)
 }
 
-pub fn signing_key(config: &Config) -> Result<Arc<SigningKey>, Failure> {
+pub fn key_ring(config: &Config) -> Result<Arc<KeyRing>, Failure> {
     let path = &config.identity.signing_key;
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the signing key `{}`", path.display()))?;
-    let key = SigningKey::from_pem(&pem)
-        .with_context(|| format!("`{}`", path.display()))
+    let ring = KeyRing::load(path)
+        .with_context(|| format!("the signing key `{}`", path.display()))
         .map_err(Failure::Invalid)?;
-    Ok(Arc::new(key))
+    Ok(Arc::new(ring))
 }
 
-pub fn issuer(config: &Config, key: Arc<SigningKey>) -> TokenIssuer {
+pub fn issuer(config: &Config) -> Result<TokenIssuer, Failure> {
     let id = &config.identity;
-    TokenIssuer::new(
-        key,
+    Ok(TokenIssuer::new(
+        key_ring(config)?,
         &id.issuer,
         &id.audience,
         &id.trust_domain,
         id.max_token_ttl,
-    )
+    ))
+}
+
+/// A duration given on the command line, or `default`.
+pub fn duration(
+    flag: &str,
+    value: Option<&str>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, Failure> {
+    match value {
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| Failure::Failed(anyhow::anyhow!("invalid {flag} `{t}`: {e}"))),
+        None => Ok(default),
+    }
 }
 
 /// Who runs the command, for admin audit records.

@@ -16,10 +16,15 @@ use std::time::Duration;
 
 use warden_core::{TenantId, UpstreamName};
 
-pub use raw::{RawAdmin, RawConfig, RawGateway, RawIdentity, RawPolicy, RawStorage, RawUpstream};
+pub use raw::{
+    RawAdmin, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage, RawTls,
+    RawUpstream, RawUpstreamAuth,
+};
 
 /// Tokens live at most this long, whatever the config says.
 pub const TOKEN_TTL_CEILING: Duration = Duration::from_secs(24 * 3600);
+/// Agent certificates live at most this long, whatever the config says.
+pub const CERT_TTL_CEILING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A configuration error, with the file it came from.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,43 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     /// Largest upstream response accepted (bytes).
     pub max_response_bytes: usize,
+    /// TLS on the listener; none means plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[gateway.tls]` with `enabled = true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Whether a client certificate is required.
+    pub client_auth: ClientAuth,
+    /// Where the server certificate comes from.
+    pub server_cert: ServerCert,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Every connection presents a certificate of Warden's CA.
+    Required,
+    /// A certificate is verified if presented; bearer tokens work without.
+    Optional,
+}
+
+/// The gateway's server certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCert {
+    /// Issued by Warden's CA at start, for these names and addresses.
+    Issued {
+        /// DNS names and IP addresses.
+        hosts: Vec<String>,
+    },
+    /// Provided by the operator.
+    Files {
+        /// Certificate chain (PEM).
+        cert: PathBuf,
+        /// Private key (PEM).
+        key: PathBuf,
+    },
 }
 
 /// `[admin]`.
@@ -117,6 +159,73 @@ pub struct IdentityConfig {
     pub max_token_ttl: Duration,
     /// Clock skew allowed when checking `exp` and `nbf`.
     pub leeway: Duration,
+    /// The CA folder: `ca.pem`, `ca.key`, `bundle.pem`.
+    pub ca_dir: PathBuf,
+    /// Default agent certificate lifetime.
+    pub cert_ttl: Duration,
+    /// Longest agent certificate lifetime.
+    pub max_cert_ttl: Duration,
+    /// Lifetime of delegated tokens from a token exchange.
+    pub delegated_token_ttl: Duration,
+    /// The master key file that seals upstream secrets.
+    pub master_key: PathBuf,
+    /// Trusted OIDC identity providers.
+    pub oidc: Vec<OidcConfig>,
+}
+
+/// One trusted OIDC identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// Its `iss`.
+    pub issuer: String,
+    /// The `aud` its tokens carry for Warden.
+    pub audience: String,
+    /// Where its keys are.
+    pub jwks: JwksSource,
+    /// The tenant of its users.
+    pub tenant: TenantId,
+    /// The claim naming the user.
+    pub user_claim: String,
+}
+
+/// Where an OIDC provider's JWKS is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file.
+    File(PathBuf),
+    /// A URL.
+    Url(String),
+}
+
+/// How Warden authenticates to an upstream, with a secret it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    /// `Authorization: Bearer <secret>`.
+    Bearer {
+        /// Per-user secrets override the upstream's own.
+        per_user: bool,
+    },
+    /// `<header>: <secret>`.
+    Header {
+        /// Header name (lowercase).
+        header: String,
+        /// Per-user secrets override the upstream's own.
+        per_user: bool,
+    },
+    /// OAuth 2.0 client credentials; the secret is the client secret.
+    Oauth {
+        /// The token endpoint.
+        token_url: String,
+        /// The client id.
+        client_id: String,
+        /// Scope to ask for.
+        scope: Option<String>,
+    },
+    /// The secret in an environment variable of a stdio upstream.
+    Env {
+        /// The variable.
+        var: String,
+    },
 }
 
 /// One `[[upstreams]]` entry.
@@ -128,6 +237,8 @@ pub struct UpstreamConfig {
     pub transport: Transport,
     /// Timeout of one call.
     pub timeout: Duration,
+    /// The credential Warden adds when forwarding.
+    pub auth: Option<UpstreamAuth>,
 }
 
 /// How an upstream is reached.
@@ -196,6 +307,20 @@ impl Config {
                     .into(),
             ));
         }
+        check_identity_durations(&identity).map_err(invalid)?;
+        let tls = gateway
+            .tls
+            .map(|t| tls(t, gateway.listen, &base))
+            .transpose()
+            .map_err(invalid)?
+            .flatten();
+        let oidc = oidc(
+            identity.oidc,
+            &identity.issuer,
+            &identity.default_tenant,
+            &base,
+        )
+        .map_err(invalid)?;
         let upstreams =
             upstreams(raw.upstreams, &base, gateway.upstream_timeout.0).map_err(invalid)?;
         Ok(Self {
@@ -205,6 +330,7 @@ impl Config {
                 max_body_bytes: gateway.max_body_bytes,
                 upstream_timeout: gateway.upstream_timeout.0,
                 max_response_bytes: gateway.max_response_bytes,
+                tls,
             },
             admin: AdminConfig {
                 listen: raw.admin.listen,
@@ -223,6 +349,12 @@ impl Config {
                 token_ttl: identity.token_ttl.0,
                 max_token_ttl: identity.max_token_ttl.0,
                 leeway: identity.leeway.0,
+                ca_dir: base.join(identity.ca_dir),
+                cert_ttl: identity.cert_ttl.0,
+                max_cert_ttl: identity.max_cert_ttl.0,
+                delegated_token_ttl: identity.delegated_token_ttl.0,
+                master_key: base.join(identity.master_key),
+                oidc,
             },
             upstreams,
         })
@@ -231,6 +363,165 @@ impl Config {
     /// The upstream called `name`.
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name.as_str() == name)
+    }
+}
+
+fn check_identity_durations(identity: &RawIdentity) -> Result<(), String> {
+    if identity.max_cert_ttl.0 > CERT_TTL_CEILING {
+        return Err("`identity.max_cert_ttl` may be at most 30 days".into());
+    }
+    if identity.cert_ttl.0 > identity.max_cert_ttl.0 || identity.cert_ttl.0.is_zero() {
+        return Err(
+            "`identity.cert_ttl` must be above zero and at most `identity.max_cert_ttl`".into(),
+        );
+    }
+    if identity.delegated_token_ttl.0 > identity.max_token_ttl.0
+        || identity.delegated_token_ttl.0.is_zero()
+    {
+        return Err("`identity.delegated_token_ttl` must be above zero and at most `identity.max_token_ttl`".into());
+    }
+    Ok(())
+}
+
+fn tls(raw: RawTls, listen: SocketAddr, base: &Path) -> Result<Option<TlsConfig>, String> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let client_auth = match raw.client_auth.as_str() {
+        "required" => ClientAuth::Required,
+        "optional" => ClientAuth::Optional,
+        other => {
+            return Err(format!(
+                "`gateway.tls.client_auth` `{other}`: expected `required` or `optional`"
+            ));
+        }
+    };
+    let server_cert = match (raw.cert, raw.key) {
+        (Some(cert), Some(key)) => {
+            if !raw.hosts.is_empty() {
+                return Err("`gateway.tls.hosts` applies only to the certificate Warden issues, not to `cert`".into());
+            }
+            ServerCert::Files {
+                cert: base.join(cert),
+                key: base.join(key),
+            }
+        }
+        (None, None) => {
+            let mut hosts = raw.hosts;
+            if hosts.is_empty() {
+                hosts.push("localhost".into());
+                if !listen.ip().is_unspecified() {
+                    hosts.push(listen.ip().to_string());
+                }
+            }
+            ServerCert::Issued { hosts }
+        }
+        _ => return Err("`gateway.tls.cert` and `gateway.tls.key` go together".into()),
+    };
+    Ok(Some(TlsConfig {
+        client_auth,
+        server_cert,
+    }))
+}
+
+fn oidc(
+    raw: Vec<RawOidc>,
+    own_issuer: &str,
+    default_tenant: &TenantId,
+    base: &Path,
+) -> Result<Vec<OidcConfig>, String> {
+    let mut out: Vec<OidcConfig> = Vec::with_capacity(raw.len());
+    for o in raw {
+        if o.issuer == own_issuer || out.iter().any(|x| x.issuer == o.issuer) {
+            return Err(format!(
+                "`identity.oidc` issuer `{}` is defined twice (or is Warden's own issuer)",
+                o.issuer
+            ));
+        }
+        let jwks = match (o.jwks_file, o.jwks_url) {
+            (Some(file), None) => JwksSource::File(base.join(file)),
+            (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {
+                JwksSource::Url(url)
+            }
+            (None, Some(url)) => {
+                return Err(format!(
+                    "`identity.oidc` `jwks_url` `{url}` is not an http(s) URL"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "`identity.oidc` issuer `{}`: set exactly one of `jwks_file` and `jwks_url`",
+                    o.issuer
+                ));
+            }
+        };
+        out.push(OidcConfig {
+            issuer: o.issuer,
+            audience: o.audience,
+            jwks,
+            tenant: o.tenant.unwrap_or_else(|| default_tenant.clone()),
+            user_claim: o.user_claim,
+        });
+    }
+    Ok(out)
+}
+
+fn upstream_auth(
+    name: &UpstreamName,
+    raw: RawUpstreamAuth,
+    stdio: bool,
+) -> Result<UpstreamAuth, String> {
+    let auth = match raw {
+        RawUpstreamAuth::Bearer { per_user } => UpstreamAuth::Bearer { per_user },
+        RawUpstreamAuth::Header { header, per_user } => {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err()
+                || matches!(
+                    header.to_ascii_lowercase().as_str(),
+                    "host" | "content-length" | "transfer-encoding" | "connection"
+                )
+            {
+                return Err(format!(
+                    "upstream `{name}`: `auth.header` `{header}` is not a header Warden can set"
+                ));
+            }
+            UpstreamAuth::Header {
+                header: header.to_ascii_lowercase(),
+                per_user,
+            }
+        }
+        RawUpstreamAuth::Oauth {
+            token_url,
+            client_id,
+            scope,
+        } => {
+            if !(token_url.starts_with("https://") || token_url.starts_with("http://")) {
+                return Err(format!(
+                    "upstream `{name}`: `auth.token_url` must be an http(s) URL"
+                ));
+            }
+            UpstreamAuth::Oauth {
+                token_url,
+                client_id,
+                scope,
+            }
+        }
+        RawUpstreamAuth::Env { var } => {
+            if var.is_empty() || var.contains(['=', '\0']) {
+                return Err(format!(
+                    "upstream `{name}`: `auth.var` is not a variable name"
+                ));
+            }
+            UpstreamAuth::Env { var }
+        }
+    };
+    match (&auth, stdio) {
+        (UpstreamAuth::Env { .. }, false) => Err(format!(
+            "upstream `{name}`: `auth.type = \"env\"` applies only to `command` upstreams"
+        )),
+        (UpstreamAuth::Env { .. }, true) | (_, false) => Ok(auth),
+        (_, true) => Err(format!(
+            "upstream `{name}`: a `command` upstream takes only `auth.type = \"env\"`"
+        )),
     }
 }
 
@@ -323,10 +614,16 @@ fn upstreams(
             }
         };
         let timeout = u.timeout.map_or(default_timeout, |t| t.0);
+        let stdio = matches!(transport, Transport::Stdio { .. });
+        let auth = u
+            .auth
+            .map(|a| upstream_auth(&u.name, a, stdio))
+            .transpose()?;
         out.push(UpstreamConfig {
             name: u.name,
             transport,
             timeout,
+            auth,
         });
     }
     Ok(out)

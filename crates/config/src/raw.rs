@@ -50,6 +50,90 @@ pub struct RawGateway {
     /// Default `30s`.
     #[serde(default = "upstream_timeout")]
     pub upstream_timeout: HumanDuration,
+    /// `[gateway.tls]`: TLS and client certificates on the gateway listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+}
+
+/// `[gateway.tls]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Serve TLS (default `false`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// `required` or `optional` (default `optional`).
+    #[serde(default = "client_auth")]
+    pub client_auth: String,
+    /// The server certificate chain (PEM); default: issued by Warden's CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The server certificate's key (PEM), with `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Names and addresses the CA-issued server certificate covers; default
+    /// `localhost` and the listen address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+}
+
+/// One `[[identity.oidc]]` entry: an OIDC identity provider whose user
+/// tokens agents may exchange.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    /// Its `iss`.
+    pub issuer: String,
+    /// The `aud` its tokens carry for Warden.
+    pub audience: String,
+    /// Its JWKS as a file (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    /// Its JWKS URL, fetched at start and on an unknown key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// The tenant its users belong to; default `identity.default_tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
+    /// The claim that names the user; default `sub`.
+    #[serde(default = "user_claim")]
+    pub user_claim: String,
+}
+
+/// An upstream's credential, held by Warden (`warden secret set`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum RawUpstreamAuth {
+    /// `Authorization: Bearer <secret>`.
+    Bearer {
+        /// Per-user secrets override the upstream's own (default `false`).
+        #[serde(default)]
+        per_user: bool,
+    },
+    /// `<header>: <secret>`.
+    Header {
+        /// The header name, e.g. `X-Api-Key`.
+        header: String,
+        /// Per-user secrets override the upstream's own.
+        #[serde(default)]
+        per_user: bool,
+    },
+    /// OAuth 2.0 client credentials: Warden fetches an access token from
+    /// `token_url` with `client_id` and the secret, and sends it as a bearer.
+    Oauth {
+        /// The token endpoint.
+        token_url: String,
+        /// The client id.
+        client_id: String,
+        /// Scope to ask for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
+    /// For stdio upstreams: the secret in this environment variable.
+    Env {
+        /// The variable.
+        var: String,
+    },
 }
 
 /// `[admin]`.
@@ -110,6 +194,25 @@ pub struct RawIdentity {
     /// Default `30s`.
     #[serde(default = "leeway")]
     pub leeway: HumanDuration,
+    /// Default `keys/ca` (relative to the config file).
+    #[serde(default = "ca_dir")]
+    pub ca_dir: PathBuf,
+    /// Default `1h`.
+    #[serde(default = "cert_ttl")]
+    pub cert_ttl: HumanDuration,
+    /// Default `24h`.
+    #[serde(default = "max_cert_ttl")]
+    pub max_cert_ttl: HumanDuration,
+    /// Default `15m`.
+    #[serde(default = "delegated_token_ttl")]
+    pub delegated_token_ttl: HumanDuration,
+    /// Default `keys/master.key` (relative to the config file);
+    /// `WARDEN_MASTER_KEY` takes precedence.
+    #[serde(default = "master_key")]
+    pub master_key: PathBuf,
+    /// `[[identity.oidc]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oidc: Vec<RawOidc>,
 }
 
 /// One `[[upstreams]]` entry.
@@ -130,6 +233,9 @@ pub struct RawUpstream {
     /// Per-call timeout; default `gateway.upstream_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// The credential Warden adds when forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawUpstreamAuth>,
 }
 
 macro_rules! defaults {
@@ -153,6 +259,13 @@ defaults! {
     token_ttl: HumanDuration = HumanDuration(Duration::from_secs(600));
     max_token_ttl: HumanDuration = HumanDuration(Duration::from_secs(3600));
     leeway: HumanDuration = HumanDuration(Duration::from_secs(30));
+    ca_dir: PathBuf = "keys/ca".into();
+    cert_ttl: HumanDuration = HumanDuration(Duration::from_secs(3600));
+    max_cert_ttl: HumanDuration = HumanDuration(Duration::from_secs(24 * 3600));
+    delegated_token_ttl: HumanDuration = HumanDuration(Duration::from_secs(900));
+    master_key: PathBuf = "keys/master.key".into();
+    client_auth: String = "optional".into();
+    user_claim: String = "sub".into();
 }
 
 #[allow(
@@ -170,6 +283,7 @@ impl Default for RawGateway {
             max_body_bytes: max_body_bytes(),
             max_response_bytes: max_response_bytes(),
             upstream_timeout: upstream_timeout(),
+            tls: None,
         }
     }
 }
@@ -208,6 +322,12 @@ impl Default for RawIdentity {
             token_ttl: token_ttl(),
             max_token_ttl: max_token_ttl(),
             leeway: leeway(),
+            ca_dir: ca_dir(),
+            cert_ttl: cert_ttl(),
+            max_cert_ttl: max_cert_ttl(),
+            delegated_token_ttl: delegated_token_ttl(),
+            master_key: master_key(),
+            oidc: Vec::new(),
         }
     }
 }

@@ -120,3 +120,109 @@ fn broken_rules_are_explained() {
         );
     }
 }
+
+#[test]
+fn tls_oidc_and_upstream_credentials() {
+    let c = parse(
+        r#"
+        [gateway]
+        listen = "127.0.0.1:8443"
+        [gateway.tls]
+        enabled = true
+        client_auth = "required"
+
+        [identity]
+        cert_ttl = "30m"
+        [[identity.oidc]]
+        issuer = "https://idp.example"
+        audience = "warden"
+        jwks_file = "idp.jwks.json"
+        user_claim = "email"
+
+        [[upstreams]]
+        name = "crm"
+        url = "http://127.0.0.1:9000/mcp"
+        auth = { type = "header", header = "X-Api-Key", per_user = true }
+
+        [[upstreams]]
+        name = "tool"
+        command = ["tool"]
+        auth = { type = "env", var = "TOOL_KEY" }
+        "#,
+    )
+    .expect("valid");
+    let tls = c.gateway.tls.clone().expect("tls");
+    assert_eq!(tls.client_auth, ClientAuth::Required);
+    assert_eq!(
+        tls.server_cert,
+        ServerCert::Issued {
+            hosts: vec!["localhost".into(), "127.0.0.1".into()]
+        }
+    );
+    assert_eq!(c.identity.cert_ttl, Duration::from_secs(1800));
+    assert_eq!(c.identity.delegated_token_ttl, Duration::from_secs(900));
+    assert_eq!(c.identity.ca_dir, PathBuf::from("/etc/warden/keys/ca"));
+    let idp = &c.identity.oidc[0];
+    assert_eq!(
+        idp.jwks,
+        JwksSource::File("/etc/warden/idp.jwks.json".into())
+    );
+    assert_eq!(idp.tenant.as_str(), "default");
+    assert_eq!(
+        c.upstream("crm").unwrap().auth,
+        Some(UpstreamAuth::Header {
+            header: "x-api-key".into(),
+            per_user: true
+        })
+    );
+    // Disabled TLS is no TLS.
+    let c = parse("[gateway.tls]\nenabled = false\n").unwrap();
+    assert!(c.gateway.tls.is_none());
+}
+
+#[test]
+fn bad_identity_and_credential_settings_are_refused() {
+    for (bad, why) in [
+        (
+            "[gateway.tls]\nenabled = true\nclient_auth = \"maybe\"\n",
+            "client_auth",
+        ),
+        ("[gateway.tls]\nenabled = true\ncert = \"c.pem\"\n", "key"),
+        ("[identity]\ncert_ttl = \"48h\"\n", "cert_ttl"),
+        ("[identity]\nmax_cert_ttl = \"90d\"\n", "max_cert_ttl"),
+        (
+            "[identity]\ndelegated_token_ttl = \"2h\"\n",
+            "delegated_token_ttl",
+        ),
+        (
+            "[[identity.oidc]]\nissuer = \"i\"\naudience = \"a\"\n",
+            "jwks",
+        ),
+        (
+            "[[identity.oidc]]\nissuer = \"warden\"\naudience = \"a\"\njwks_file = \"f\"\n",
+            "own issuer",
+        ),
+        (
+            "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth = { type = \"env\", var = \"K\" }\n",
+            "env on http",
+        ),
+        (
+            "[[upstreams]]\nname = \"x\"\ncommand = [\"t\"]\nauth = { type = \"bearer\" }\n",
+            "bearer on stdio",
+        ),
+        (
+            "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth = { type = \"header\", header = \"Host\" }\n",
+            "host header",
+        ),
+        (
+            "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth = { type = \"oauth\", token_url = \"ftp://t\", client_id = \"c\" }\n",
+            "token url",
+        ),
+        (
+            "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\nauth = { type = \"magic\" }\n",
+            "unknown type",
+        ),
+    ] {
+        assert!(parse(bad).is_err(), "{why}");
+    }
+}

@@ -142,6 +142,8 @@ pub enum AgentState {
     Suspended,
     /// Refused for good; a revoked agent is never resumed.
     Revoked,
+    /// Taken out of service as planned; like revoked, final.
+    Retired,
 }
 
 impl AgentState {
@@ -151,7 +153,13 @@ impl AgentState {
             Self::Active => "active",
             Self::Suspended => "suspended",
             Self::Revoked => "revoked",
+            Self::Retired => "retired",
         }
+    }
+
+    /// Revoked and retired agents never change state again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Revoked | Self::Retired)
     }
 }
 
@@ -168,10 +176,11 @@ impl FromStr for AgentState {
             "active" => Ok(Self::Active),
             "suspended" => Ok(Self::Suspended),
             "revoked" => Ok(Self::Revoked),
+            "retired" => Ok(Self::Retired),
             other => Err(NameError {
                 kind: "agent state",
                 value: other.chars().take(80).collect(),
-                rule: "expected `active`, `suspended` or `revoked`",
+                rule: "expected `active`, `suspended`, `revoked` or `retired`",
             }),
         }
     }

@@ -41,6 +41,7 @@ fn store_error(e: &StoreError) -> Response {
 fn operator(gw: &Gateway, headers: &HeaderMap, needed: Role) -> Result<Operator, Response> {
     let token = bearer(headers).map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
     let op = gw
+        .identity
         .verifier
         .verify_admin(token)
         .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;

@@ -1,6 +1,13 @@
-//! Phase 1, authenticate: the bearer token is verified and the agent's
-//! current state is read on every request, so suspension and revocation take
-//! effect on the very next request.
+//! Phase 1, authenticate: the client certificate (mTLS) and/or the bearer
+//! token are verified, and the agent's current state and credentials are
+//! read on every request, so suspension, revocation, rotation and a revoked
+//! certificate take effect on the very next request.
+//!
+//! - A certificate alone identifies its agent.
+//! - A token alone identifies its agent (and user), unless it is bound to a
+//!   certificate (`cnf.x5t#S256`, RFC 8705): then the connection must
+//!   present that very certificate.
+//! - Both must name the same agent.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,8 +15,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use warden_core::{AgentName, AgentState, TenantId, UserName};
-use warden_identity::{TokenVerifier, VerifiedToken};
+use warden_identity::{CertIdentity, TokenVerifier, VerifiedToken, ca};
 use warden_store::Store;
+
+use crate::tls::Peer;
 
 /// Who is asking, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +43,9 @@ pub enum AuthError {
     /// The agent is unknown, suspended or revoked.
     #[error("{0}")]
     Agent(String),
+    /// The client certificate is unusable.
+    #[error("client certificate refused: {0}")]
+    Cert(String),
     /// The store could not be read (fail closed).
     #[error("authentication unavailable")]
     Unavailable,
@@ -116,41 +128,135 @@ impl TokenCache {
     }
 }
 
-/// Verifies the token (through `cache`) and the agent's current state.
+fn unavailable(e: &warden_store::StoreError) -> AuthError {
+    tracing::error!("credential lookup failed: {e}");
+    AuthError::Unavailable
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks a presented certificate against the time and Warden's records
+/// (issued here, not revoked, the served tenant).
+async fn check_cert(
+    cert: &Result<CertIdentity, String>,
+    served_tenant: &TenantId,
+    store: &dyn Store,
+) -> Result<CertIdentity, AuthError> {
+    let cert = cert.as_ref().map_err(|e| AuthError::Cert(e.clone()))?;
+    if &cert.tenant != served_tenant {
+        return Err(AuthError::Cert(format!(
+            "tenant `{}` is not served by this gateway",
+            cert.tenant
+        )));
+    }
+    if now_secs() > cert.not_after {
+        return Err(AuthError::Cert("certificate expired".into()));
+    }
+    let record = store
+        .cert(&cert.serial)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| AuthError::Cert("certificate not issued by this Warden".into()))?;
+    if record.revoked_at.is_some() {
+        return Err(AuthError::Cert("certificate revoked".into()));
+    }
+    if record.tenant != cert.tenant || record.agent != cert.agent {
+        return Err(AuthError::Cert(
+            "certificate does not match its record".into(),
+        ));
+    }
+    Ok(cert.clone())
+}
+
+/// Verifies the certificate and/or token (the token through `cache`) and
+/// the agent's current state and credential rotation.
 pub async fn authenticate(
     headers: &HeaderMap,
+    peer: &Peer,
     verifier: &TokenVerifier,
     cache: &TokenCache,
     served_tenant: &TenantId,
     store: &dyn Store,
 ) -> Result<Principal, AuthError> {
-    let token = bearer(headers)?;
-    let verified = cache.verify(verifier, token)?;
-    if &verified.tenant != served_tenant {
-        return Err(AuthError::Token(format!(
-            "tenant `{}` is not served by this gateway",
-            verified.tenant
+    let cert = match &peer.cert {
+        Some(c) => Some(check_cert(c, served_tenant, store).await?),
+        None => None,
+    };
+    let token = match bearer(headers) {
+        Ok(t) => Some(cache.verify(verifier, t)?),
+        Err(AuthError::Missing) if cert.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(t) = &token {
+        if &t.tenant != served_tenant {
+            return Err(AuthError::Token(format!(
+                "tenant `{}` is not served by this gateway",
+                t.tenant
+            )));
+        }
+        match (&t.bound_to, &cert) {
+            (Some(_), None) => {
+                return Err(AuthError::Token(
+                    "token is bound to a client certificate, and none was presented".into(),
+                ));
+            }
+            (Some(tp), Some(c)) if *tp != c.thumbprint => {
+                return Err(AuthError::Token(
+                    "token is bound to another client certificate".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(c) = &cert
+            && c.agent != t.agent
+        {
+            return Err(AuthError::Token(format!(
+                "token names agent `{}`, the certificate `{}`",
+                t.agent, c.agent
+            )));
+        }
+    }
+    let (tenant, name, user) = match (&token, &cert) {
+        (Some(t), _) => (&t.tenant, &t.agent, t.user.clone()),
+        (None, Some(c)) => (&c.tenant, &c.agent, None),
+        (None, None) => return Err(AuthError::Missing),
+    };
+    let agent = store
+        .agent(tenant, name)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| AuthError::Agent(format!("unknown agent `{name}`")))?;
+    if agent.state != AgentState::Active {
+        return Err(AuthError::Agent(format!(
+            "agent `{}` is {}",
+            agent.name, agent.state
         )));
     }
-    let agent = store
-        .agent(&verified.tenant, &verified.agent)
-        .await
-        .map_err(|e| {
-            tracing::error!("agent lookup failed: {e}");
-            AuthError::Unavailable
-        })?
-        .ok_or_else(|| AuthError::Agent(format!("unknown agent `{}`", verified.agent)))?;
-    match agent.state {
-        AgentState::Active => Ok(Principal {
-            tenant: verified.tenant,
-            agent: verified.agent,
-            user: verified.user,
-        }),
-        state => Err(AuthError::Agent(format!(
-            "agent `{}` is {state}",
-            agent.name
-        ))),
+    if token
+        .as_ref()
+        .is_some_and(|t| agent.predates_rotation(t.issued_at))
+    {
+        return Err(AuthError::Token(
+            "token issued before the agent's credentials were rotated".into(),
+        ));
     }
+    if cert
+        .as_ref()
+        .is_some_and(|c| agent.predates_rotation(c.not_before.saturating_add(ca::BACKDATE_SECS)))
+    {
+        return Err(AuthError::Cert(
+            "certificate issued before the agent's credentials were rotated".into(),
+        ));
+    }
+    Ok(Principal {
+        tenant: tenant.clone(),
+        agent: name.clone(),
+        user,
+    })
 }
 
 #[cfg(test)]
@@ -186,7 +292,7 @@ mod tests {
             .unwrap(),
         );
         let verifier = TokenVerifier::new(
-            vec![key],
+            Arc::new(warden_identity::KeyRing::single(key)),
             "warden",
             "gw",
             "td",
@@ -202,7 +308,9 @@ mod tests {
             agent: AgentName::new("a").unwrap(),
             user: None,
             jti: "j".into(),
+            issued_at: expires_at - 60,
             expires_at,
+            bound_to: None,
         };
         // A live entry is served without verifying the (fake) token again...
         cache

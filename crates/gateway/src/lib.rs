@@ -14,9 +14,12 @@
 mod admin;
 mod audit_log;
 mod auth;
+mod identity;
 mod mcp;
+mod oauth;
 mod policy_handle;
 mod sessions;
+mod tls;
 mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,19 +28,21 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use warden_config::Config;
 use warden_core::UpstreamName;
-use warden_identity::{SigningKey, TokenVerifier};
 use warden_mcp::ToolCatalog;
 use warden_policy::{Catalogs, Diagnostic};
 use warden_store::Store;
+use warden_vault::{MASTER_KEY_ENV, MasterKey};
 
 pub use audit_log::{AuditError, AuditLog};
 pub use auth::{AuthError, Principal};
+pub use identity::Identity;
 pub use policy_handle::PolicyHandle;
-pub use upstream::{CallError, Upstream};
+pub use tls::{Peer, TlsListener};
+pub use upstream::{CallError, Credentials, Upstream};
 
 /// How long startup waits for each upstream's tool list.
 const CATALOG_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +64,7 @@ pub enum StartError {
 pub struct Gateway {
     config: Arc<Config>,
     store: Arc<dyn Store>,
-    verifier: TokenVerifier,
+    identity: Arc<Identity>,
     tokens: auth::TokenCache,
     policy: Arc<PolicyHandle>,
     upstreams: BTreeMap<String, Arc<Upstream>>,
@@ -80,23 +85,24 @@ impl Gateway {
     /// Connects the upstreams, loads their tool catalogs (live, else the
     /// recorded ones), builds and validates the policies, and starts the
     /// audit writer and the policy watcher.
-    pub async fn start(
-        config: Config,
-        store: Arc<dyn Store>,
-        key: Arc<SigningKey>,
-    ) -> Result<Arc<Self>, StartError> {
-        let id = &config.identity;
-        let verifier = TokenVerifier::new(
-            vec![key],
-            &id.issuer,
-            &id.audience,
-            &id.trust_domain,
-            id.leeway,
-        );
+    pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Arc<Self>, StartError> {
+        install_crypto_provider();
+        let identity = Arc::new(Identity::load(&config).await.map_err(StartError::Other)?);
+        let needs_secrets = config.upstreams.iter().any(|u| u.auth.is_some());
+        let master = master_key(&config.identity.master_key, needs_secrets)?;
+        let credentials = Arc::new(Credentials::new(
+            store.clone(),
+            master,
+            config.identity.default_tenant.clone(),
+        ));
         let mut upstreams = BTreeMap::new();
         for u in &config.upstreams {
-            let upstream =
-                Upstream::new(u, config.gateway.max_response_bytes).map_err(StartError::Other)?;
+            let upstream = Upstream::new(
+                u,
+                config.gateway.max_response_bytes,
+                Some(credentials.clone()),
+            )
+            .map_err(StartError::Other)?;
             upstreams.insert(u.name.to_string(), Arc::new(upstream));
         }
         let catalogs = load_catalogs(&upstreams, store.as_ref()).await;
@@ -112,11 +118,12 @@ impl Gateway {
                 tracing::warn!(upstream = %name, "cannot record the tool catalog: {e}");
             }
         }
+        watch_identity(&identity, config.policy.reload_interval);
         Ok(Arc::new(Self {
             audit: AuditLog::start(store.clone()),
             config: Arc::new(config),
             store,
-            verifier,
+            identity,
             tokens: auth::TokenCache::default(),
             policy,
             upstreams,
@@ -135,9 +142,18 @@ impl Gateway {
         &self.policy
     }
 
-    /// The agent-facing routes: `/mcp` and `/mcp/{upstream}`.
+    /// The identity material in force.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The agent-facing routes: `/mcp`, `/mcp/{upstream}`, the token
+    /// endpoint, certificate renewal and the JWKS.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
+            .route("/oauth/token", post(oauth::token))
+            .route("/identity/renew", post(oauth::renew))
+            .route("/.well-known/jwks.json", get(oauth::jwks))
             .route(
                 "/mcp",
                 post(mcp::post_federated)
@@ -186,6 +202,52 @@ pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+/// The master key: `WARDEN_MASTER_KEY`, else the key file. Required when
+/// an upstream has a credential.
+fn master_key(
+    path: &std::path::Path,
+    required: bool,
+) -> Result<Option<Arc<MasterKey>>, StartError> {
+    let text = match std::env::var(MASTER_KEY_ENV) {
+        Ok(v) if !v.trim().is_empty() => Some(v),
+        _ => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(StartError::Other(format!(
+                    "cannot read the master key `{}`: {e}",
+                    path.display()
+                )));
+            }
+        },
+    };
+    match text {
+        Some(t) => MasterKey::from_base64(&t)
+            .map(|k| Some(Arc::new(k)))
+            .map_err(|e| StartError::Other(e.to_string())),
+        None if required => Err(StartError::Other(format!(
+            "an upstream has a credential, and there is no master key: set {MASTER_KEY_ENV} or create `{}` (warden init does)",
+            path.display()
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn watch_identity(identity: &Arc<Identity>, every: Duration) {
+    let weak = Arc::downgrade(identity);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(identity) = weak.upgrade() else {
+                return;
+            };
+            identity.reload_if_changed();
+        }
+    });
 }
 
 async fn load_catalogs(upstreams: &BTreeMap<String, Arc<Upstream>>, store: &dyn Store) -> Catalogs {
@@ -247,17 +309,55 @@ pub async fn serve(
     };
     let app = gateway
         .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
+        .into_make_service_with_connect_info::<Peer>();
     let admin = gateway
         .admin_router()
         .into_make_service_with_connect_info::<SocketAddr>();
-    let a = axum::serve(gateway_listener, app).with_graceful_shutdown(wait(rx.clone()));
-    let b = axum::serve(admin_listener, admin).with_graceful_shutdown(wait(rx));
+    let tls = gateway.identity.tls();
+    let a = async {
+        match tls {
+            None => {
+                axum::serve(gateway_listener, app)
+                    .with_graceful_shutdown(wait(rx.clone()))
+                    .await
+            }
+            Some(config) => {
+                let listener = TlsListener::spawn(
+                    gateway_listener,
+                    config,
+                    gateway.config.identity.trust_domain.clone(),
+                    refused_handshake(&gateway),
+                )?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(wait(rx.clone()))
+                    .await
+            }
+        }
+    };
+    let b = axum::serve(admin_listener, admin).with_graceful_shutdown(wait(rx.clone()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
     });
-    let (ra, rb) = tokio::join!(async { a.await }, async { b.await });
+    let (ra, rb) = tokio::join!(a, async { b.await });
     gateway.shutdown().await;
     ra.and(rb)
+}
+
+/// Audits a refused TLS handshake (wrong CA, expired certificate, ...).
+fn refused_handshake(gateway: &Arc<Gateway>) -> tls::OnRefused {
+    let weak = Arc::downgrade(gateway);
+    Arc::new(move |addr: SocketAddr, reason: String| {
+        tracing::warn!(source = %addr, "{reason}");
+        let Some(gw) = weak.upgrade() else {
+            return;
+        };
+        let mut rec = mcp::Exchange::new(&gw, "tls".into(), &Peer { addr, cert: None }).rec;
+        rec.status = None;
+        rec.error = Some(reason.chars().take(500).collect());
+        rec.decision = warden_core::Decision::deny("TLS handshake refused");
+        tokio::spawn(async move {
+            gw.audit.write_later(&rec).await;
+        });
+    })
 }

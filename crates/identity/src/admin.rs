@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, decode, decode_header};
+use jsonwebtoken::{Algorithm, DecodingKey, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use crate::token::{TokenError, map_jwt_error};
@@ -88,15 +88,14 @@ impl TokenVerifier {
             .map(|a| admin_audience(a))
             .collect::<Vec<_>>();
         validation.set_audience(&audience);
-        let data =
-            decode::<AdminClaims>(token, key.decoding(), &validation).map_err(map_jwt_error)?;
+        let data = decode::<AdminClaims>(token, &key, &validation).map_err(map_jwt_error)?;
         Ok(Operator {
             name: data.claims.sub,
             role: data.claims.role,
         })
     }
 
-    pub(crate) fn key_for(&self, token: &str) -> Result<&crate::SigningKey, TokenError> {
+    pub(crate) fn key_for(&self, token: &str) -> Result<DecodingKey, TokenError> {
         if token.len() > crate::token::MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -110,8 +109,7 @@ impl TokenVerifier {
         header
             .kid
             .as_deref()
-            .and_then(|kid| self.keys.iter().find(|k| k.kid() == kid))
-            .map(|k| k.as_ref())
+            .and_then(|kid| self.keys.decoding(kid))
             .ok_or_else(|| TokenError::Invalid("unknown signing key".into()))
     }
 }
@@ -126,8 +124,15 @@ mod tests {
     #[test]
     fn admin_and_agent_tokens_do_not_mix() {
         let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
-        let issuer = TokenIssuer::new(key.clone(), "warden", "gw", "td", Duration::from_secs(3600));
-        let verifier = TokenVerifier::new(vec![key], "warden", "gw", "td", Duration::from_secs(5));
+        let ring = Arc::new(crate::KeyRing::single(key));
+        let issuer = TokenIssuer::new(
+            ring.clone(),
+            "warden",
+            "gw",
+            "td",
+            Duration::from_secs(3600),
+        );
+        let verifier = TokenVerifier::new(ring, "warden", "gw", "td", Duration::from_secs(5));
         let admin = issuer
             .issue_admin("ops", Role::Auditor, Duration::from_secs(60))
             .unwrap();

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use warden_core::{AgentName, TenantId, UserName};
 
-use crate::SigningKey;
+use crate::KeyRing;
 
 /// Tokens longer than this are refused unread.
 pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -49,6 +49,17 @@ pub struct Claims {
     pub nbf: u64,
     /// Unique id.
     pub jti: String,
+    /// The certificate the token is bound to (RFC 8705).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// A token's proof-of-possession confirmation (RFC 8705 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// SHA-256 thumbprint of the client certificate, base64url.
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
 }
 
 /// A token just issued.
@@ -99,7 +110,7 @@ pub enum TokenError {
 /// Signs tokens.
 #[derive(Debug, Clone)]
 pub struct TokenIssuer {
-    pub(crate) key: Arc<SigningKey>,
+    pub(crate) keys: Arc<KeyRing>,
     pub(crate) issuer: String,
     pub(crate) audience: String,
     trust_domain: String,
@@ -109,14 +120,14 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// An issuer; `max_ttl` caps every token.
     pub fn new(
-        key: Arc<SigningKey>,
+        keys: Arc<KeyRing>,
         issuer: &str,
         audience: &str,
         trust_domain: &str,
         max_ttl: Duration,
     ) -> Self {
         Self {
-            key,
+            keys,
             issuer: issuer.into(),
             audience: audience.into(),
             trust_domain: trust_domain.into(),
@@ -131,6 +142,20 @@ impl TokenIssuer {
         agent: &AgentName,
         user: Option<&UserName>,
         ttl: Duration,
+    ) -> Result<Issued, TokenError> {
+        self.issue_bound(tenant, agent, user, ttl, None)
+    }
+
+    /// Issues a token as [`issue`](Self::issue) does, bound to the client
+    /// certificate with thumbprint `x5t_s256` when given: the gateway then
+    /// accepts it only over a connection presenting that certificate.
+    pub fn issue_bound(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+        user: Option<&UserName>,
+        ttl: Duration,
+        x5t_s256: Option<&str>,
     ) -> Result<Issued, TokenError> {
         let stamp = self.stamp(ttl)?;
         let agent_id = spiffe_id(&self.trust_domain, tenant, agent);
@@ -154,8 +179,21 @@ impl TokenIssuer {
             iat: stamp.iat,
             nbf: stamp.iat,
             jti: stamp.jti.clone(),
+            cnf: x5t_s256.map(|t| Confirmation {
+                x5t_s256: t.to_owned(),
+            }),
         };
         self.sign(&claims, stamp)
+    }
+
+    /// The trust domain of agent ids.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    /// The longest lifetime this issuer grants.
+    pub fn max_ttl(&self) -> Duration {
+        self.max_ttl
     }
 
     /// Checks `ttl` against the maximum and stamps a new token's times and id.
@@ -176,9 +214,10 @@ impl TokenIssuer {
 
     /// Signs `claims` (EdDSA, with this key's `kid`).
     pub(crate) fn sign(&self, claims: &impl Serialize, stamp: Stamp) -> Result<Issued, TokenError> {
+        let key = self.keys.active();
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.key.kid().to_owned());
-        let token = encode(&header, claims, self.key.encoding())
+        header.kid = Some(key.kid().to_owned());
+        let token = encode(&header, claims, key.encoding())
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         Ok(Issued {
             token,
@@ -206,8 +245,12 @@ pub struct VerifiedToken {
     pub user: Option<UserName>,
     /// The token id.
     pub jti: String,
+    /// Issue time.
+    pub issued_at: u64,
     /// Expiry.
     pub expires_at: u64,
+    /// The thumbprint of the certificate the token is bound to.
+    pub bound_to: Option<String>,
 }
 
 /// Verifies tokens: signature (EdDSA only, known `kid`), `exp`/`nbf` with
@@ -215,7 +258,7 @@ pub struct VerifiedToken {
 /// tenant in this trust domain.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
-    pub(crate) keys: Vec<Arc<SigningKey>>,
+    pub(crate) keys: Arc<KeyRing>,
     pub(crate) validation: Validation,
     trust_domain: String,
 }
@@ -223,7 +266,7 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     /// A verifier trusting `keys`.
     pub fn new(
-        keys: Vec<Arc<SigningKey>>,
+        keys: Arc<KeyRing>,
         issuer: &str,
         audience: &str,
         trust_domain: &str,
@@ -242,6 +285,11 @@ impl TokenVerifier {
         }
     }
 
+    /// The trust domain of agent ids.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
     /// The allowed clock skew, in seconds.
     pub fn leeway_secs(&self) -> u64 {
         self.validation.leeway
@@ -250,8 +298,7 @@ impl TokenVerifier {
     /// Verifies `token`.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         let key = self.key_for(token)?;
-        let data =
-            decode::<Claims>(token, key.decoding(), &self.validation).map_err(map_jwt_error)?;
+        let data = decode::<Claims>(token, &key, &self.validation).map_err(map_jwt_error)?;
         self.subject(data.claims)
     }
 
@@ -281,7 +328,9 @@ impl TokenVerifier {
             agent,
             user,
             jti: claims.jti,
+            issued_at: claims.iat,
             expires_at: claims.exp,
+            bound_to: claims.cnf.map(|c| c.x5t_s256),
         })
     }
 }

@@ -177,20 +177,39 @@ impl PolicyEngine {
         self.schema.actions().map(ToString::to_string).collect()
     }
 
-    /// Decides a request. Default deny; any evaluation error denies.
+    /// Decides a request. Default deny; any evaluation error denies. When
+    /// the agent acts for a user, the user must be permitted too (G3).
     pub fn authorize(&self, request: &Request<'_>) -> Decision {
-        self.decide(request, self.slices.of(request.agent))
+        let agent = self.decide(
+            request,
+            Principal::Agent,
+            self.slices.of_agent(request.agent),
+        );
+        match request.user {
+            Some(user) if agent.is_allow() => {
+                let human = self.decide(request, Principal::User, self.slices.of_user(user));
+                delegated(agent, human, user)
+            }
+            _ => agent,
+        }
     }
 
-    /// Decides with the whole policy set instead of the agent's slice: the
+    /// Decides with the whole policy set instead of the slices: the
     /// reference the slices are tested against.
     #[cfg(test)]
     fn authorize_unsliced(&self, request: &Request<'_>) -> Decision {
-        self.decide(request, &self.policies)
+        let agent = self.decide(request, Principal::Agent, &self.policies);
+        match request.user {
+            Some(user) if agent.is_allow() => {
+                let human = self.decide(request, Principal::User, &self.policies);
+                delegated(agent, human, user)
+            }
+            _ => agent,
+        }
     }
 
-    fn decide(&self, request: &Request<'_>, policies: &PolicySet) -> Decision {
-        match self.cedar_request(request, true) {
+    fn decide(&self, request: &Request<'_>, who: Principal, policies: &PolicySet) -> Decision {
+        match self.cedar_request(request, who, true) {
             Ok((req, entities)) => {
                 let entities = entities.as_ref().unwrap_or(&self.entities);
                 self.decision(&self.authorizer.is_authorized(&req, policies, entities))
@@ -208,12 +227,22 @@ impl PolicyEngine {
         let Target::Tool { .. } = request.target else {
             return self.authorize(request).is_allow();
         };
-        let Ok((req, _)) = self.cedar_request(request, false) else {
+        self.may_list_as(
+            request,
+            Principal::Agent,
+            self.slices.of_agent(request.agent),
+        ) && request.user.is_none_or(|user| {
+            self.may_list_as(request, Principal::User, self.slices.of_user(user))
+        })
+    }
+
+    fn may_list_as(&self, request: &Request<'_>, who: Principal, policies: &PolicySet) -> bool {
+        let Ok((req, _)) = self.cedar_request(request, who, false) else {
             return false;
         };
-        let response =
-            self.authorizer
-                .is_authorized(&req, self.slices.of(request.agent), &self.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&req, policies, &self.entities);
         if response.decision() == cedar_policy::Decision::Allow {
             return true;
         }
@@ -232,10 +261,15 @@ impl PolicyEngine {
     fn cedar_request(
         &self,
         request: &Request<'_>,
+        who: Principal,
         typed: bool,
     ) -> Result<(cedar_policy::Request, Option<Entities>), String> {
         let t = &self.types;
-        let principal = Types::uid(&t.agent, request.agent);
+        let principal = match (who, request.user) {
+            (Principal::User, Some(user)) => Types::uid(&t.user, user),
+            (Principal::User, None) => return Err("no user to decide for".into()),
+            (Principal::Agent, _) => Types::uid(&t.agent, request.agent),
+        };
         let mut context: Vec<(String, RestrictedExpression)> = Vec::with_capacity(2);
         let (action, resource, extra) = match request.target {
             Target::Tool {
@@ -358,25 +392,74 @@ impl PolicyEngine {
     }
 }
 
-/// The policy set cut per agent: a request from agent `a` can only be
+/// Whose rights a Cedar request asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Principal {
+    /// The agent (`Warden::Agent`).
+    Agent,
+    /// The human it acts for (`Warden::User`).
+    User,
+}
+
+/// A delegated request's decision: allowed only if the agent's and the
+/// user's decisions both allow; the user's refusal is named as such.
+fn delegated(agent: Decision, user: Decision, name: &str) -> Decision {
+    let mut policies = agent.policies;
+    policies.extend(user.policies);
+    policies.sort();
+    policies.dedup();
+    let mut errors = agent.errors;
+    errors.extend(user.errors);
+    if user.effect == Effect::Allow {
+        let mut reasons = agent.reasons;
+        reasons.extend(user.reasons);
+        return Decision {
+            effect: Effect::Allow,
+            policies,
+            reasons,
+            errors,
+        };
+    }
+    let reasons = user
+        .reasons
+        .into_iter()
+        .map(|r| format!("the user `{name}` may not do this: {r}"))
+        .collect();
+    Decision {
+        effect: Effect::Deny,
+        policies,
+        reasons,
+        errors,
+    }
+}
+
+/// The policy set cut per principal: a request from agent `a` can only be
 /// decided by policies whose principal is unconstrained or could be `a`, so
-/// `a`'s slice holds those and leaves out policies naming other agents
-/// (`principal == Warden::Agent::"b"`). Evaluation cost then follows the
-/// agent's own policies, not the size of the whole set.
+/// `a`'s slice holds those and leaves out policies naming other agents or
+/// users (`principal == Warden::Agent::"b"`); the same for users. Evaluation
+/// cost then follows the principal's own policies, not the size of the set.
 #[derive(Debug)]
 struct Slices {
     common: PolicySet,
     by_agent: HashMap<String, PolicySet>,
+    by_user: HashMap<String, PolicySet>,
 }
 
 impl Slices {
     fn new(policies: &PolicySet, types: &Types) -> Result<Self, String> {
         let mut common = Vec::new();
-        let mut specific: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+        let mut agents: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+        let mut users: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
         for policy in policies.policies() {
             match policy.principal_constraint() {
                 cedar_policy::PrincipalConstraint::Eq(uid) if uid.type_name() == &types.agent => {
-                    specific
+                    agents
+                        .entry(uid.id().unescaped().to_owned())
+                        .or_default()
+                        .push(policy.clone());
+                }
+                cedar_policy::PrincipalConstraint::Eq(uid) if uid.type_name() == &types.user => {
+                    users
                         .entry(uid.id().unescaped().to_owned())
                         .or_default()
                         .push(policy.clone());
@@ -385,22 +468,29 @@ impl Slices {
             }
         }
         let common_set = PolicySet::from_policies(common.clone()).map_err(|e| e.to_string())?;
-        let by_agent = specific
-            .into_iter()
-            .map(|(agent, own)| {
-                let set = PolicySet::from_policies(common.iter().cloned().chain(own))
-                    .map_err(|e| e.to_string())?;
-                Ok((agent, set))
-            })
-            .collect::<Result<_, String>>()?;
+        let slice = |specific: HashMap<String, Vec<cedar_policy::Policy>>| {
+            specific
+                .into_iter()
+                .map(|(name, own)| {
+                    let set = PolicySet::from_policies(common.iter().cloned().chain(own))
+                        .map_err(|e| e.to_string())?;
+                    Ok((name, set))
+                })
+                .collect::<Result<HashMap<_, _>, String>>()
+        };
         Ok(Self {
+            by_agent: slice(agents)?,
+            by_user: slice(users)?,
             common: common_set,
-            by_agent,
         })
     }
 
-    fn of(&self, agent: &str) -> &PolicySet {
+    fn of_agent(&self, agent: &str) -> &PolicySet {
         self.by_agent.get(agent).unwrap_or(&self.common)
+    }
+
+    fn of_user(&self, user: &str) -> &PolicySet {
+        self.by_user.get(user).unwrap_or(&self.common)
     }
 }
 

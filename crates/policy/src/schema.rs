@@ -37,7 +37,7 @@ pub(crate) fn tool_fragment(catalogs: &Catalogs) -> (Value, BTreeMap<String, Arg
                 json!({
                     "memberOf": [{ "id": ACTION_CALL_TOOL }],
                     "appliesTo": {
-                        "principalTypes": ["Agent"],
+                        "principalTypes": ["Agent", "User"],
                         "resourceTypes": ["Tool"],
                         "context": {
                             "type": "Record",

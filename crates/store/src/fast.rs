@@ -94,7 +94,7 @@ impl FastPath {
                 .map_err(|_| StoreError::Database("reader poisoned".into()))?,
         };
         let mut stmt = conn
-            .prepare_cached("SELECT tenant, name, state, owner, purpose, created_at, updated_at FROM agents WHERE tenant = ?1 AND name = ?2")
+            .prepare_cached("SELECT tenant, name, state, owner, purpose, created_at, updated_at, rotated_at FROM agents WHERE tenant = ?1 AND name = ?2")
             .map_err(db)?;
         let row = stmt
             .query_row(params![tenant.as_str(), name.as_str()], |r| {
@@ -106,13 +106,18 @@ impl FastPath {
                     r.get::<_, Option<String>>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, String>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .optional()
             .map_err(db)?;
-        row.map(|(t, n, state, owner, purpose, created_at, updated_at)| {
-            Agent::from_columns(t, n, &state, owner, purpose, created_at, updated_at)
-        })
+        row.map(
+            |(t, n, state, owner, purpose, created_at, updated_at, rotated_at)| {
+                Agent::from_columns(
+                    t, n, &state, owner, purpose, created_at, updated_at, rotated_at,
+                )
+            },
+        )
         .transpose()
     }
 

@@ -10,7 +10,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 use warden_audit::{ChainEntry, ChainHead};
-use warden_core::{AgentName, AgentState, TenantId, UpstreamName};
+use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 pub use sqlite::SqliteStore;
 
@@ -50,11 +50,16 @@ pub struct Agent {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// When its credentials were last rotated (seconds since the epoch):
+    /// tokens issued and certificates valid from before this are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<u64>,
 }
 
 impl Agent {
     /// An agent from its stored columns; a value that no longer validates
     /// is reported as corruption.
+    #[allow(clippy::too_many_arguments, reason = "one argument per column")]
     pub(crate) fn from_columns(
         tenant: String,
         name: String,
@@ -63,6 +68,7 @@ impl Agent {
         purpose: Option<String>,
         created_at: String,
         updated_at: String,
+        rotated_at: Option<i64>,
     ) -> Result<Self, StoreError> {
         let corrupt = |e: warden_core::NameError| StoreError::Corrupt(e.to_string());
         Ok(Self {
@@ -73,7 +79,74 @@ impl Agent {
             purpose,
             created_at,
             updated_at,
+            rotated_at: rotated_at.and_then(|t| u64::try_from(t).ok()),
         })
+    }
+
+    /// Whether a credential issued at `issued_at` (seconds since the epoch)
+    /// predates the last rotation.
+    pub fn predates_rotation(&self, issued_at: u64) -> bool {
+        self.rotated_at.is_some_and(|r| issued_at < r)
+    }
+}
+
+/// A certificate Warden's CA issued to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertRecord {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The agent.
+    pub agent: AgentName,
+    /// Start of validity (seconds since the epoch).
+    pub not_before: u64,
+    /// End of validity (seconds since the epoch).
+    pub not_after: u64,
+    /// `x5t#S256`.
+    pub thumbprint: String,
+    /// When it was revoked (RFC 3339), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// A human in Warden's own directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its name.
+    pub name: UserName,
+    /// `approver`, `admin`, `auditor` or `member`.
+    pub role: String,
+    /// Whether it may sign in and be acted for.
+    pub active: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Where a sealed secret belongs: an upstream of a tenant, for everyone or
+/// for one user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SecretRef {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The upstream.
+    pub upstream: UpstreamName,
+    /// The user it is for; none means the upstream's own credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserName>,
+}
+
+impl SecretRef {
+    /// The associated data the secret is sealed with.
+    pub fn place(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.tenant,
+            self.upstream,
+            self.user.as_ref().map_or("", |u| u.as_str())
+        )
     }
 }
 
@@ -103,13 +176,57 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<Option<Agent>, StoreError>;
     /// The tenant's agents, by name.
     async fn list_agents(&self, tenant: &TenantId) -> Result<Vec<Agent>, StoreError>;
-    /// Moves an agent to `state`. A revoked agent stays revoked.
+    /// Moves an agent to `state`. A revoked or retired agent stays so.
     async fn set_agent_state(
         &self,
         tenant: &TenantId,
         name: &AgentName,
         state: AgentState,
     ) -> Result<Agent, StoreError>;
+    /// Marks the agent's credentials rotated now: every token issued and
+    /// every certificate issued before is refused from now on.
+    async fn rotate_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Agent, StoreError>;
+
+    /// Records a certificate the CA issued.
+    async fn record_cert(&self, cert: CertRecord) -> Result<(), StoreError>;
+    /// The certificate with `serial`, if Warden issued it.
+    async fn cert(&self, serial: &str) -> Result<Option<CertRecord>, StoreError>;
+    /// The agent's certificates, newest first.
+    async fn list_certs(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+    ) -> Result<Vec<CertRecord>, StoreError>;
+    /// Revokes the tenant's certificate `serial`.
+    async fn revoke_cert(&self, tenant: &TenantId, serial: &str) -> Result<CertRecord, StoreError>;
+
+    /// Creates a directory user; an existing name is a conflict.
+    async fn create_user(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        role: &str,
+    ) -> Result<User, StoreError>;
+    /// The user, if it exists.
+    async fn user(&self, tenant: &TenantId, name: &UserName) -> Result<Option<User>, StoreError>;
+    /// The tenant's users, by name.
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError>;
+    /// Enables or disables a user.
+    async fn set_user_active(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        active: bool,
+    ) -> Result<User, StoreError>;
+
+    /// Stores a sealed secret, replacing any at the same place.
+    async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError>;
+    /// The sealed secret at `at`.
+    async fn secret(&self, at: &SecretRef) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes the secret at `at`; whether there was one.
+    async fn delete_secret(&self, at: &SecretRef) -> Result<bool, StoreError>;
+    /// Where the tenant's secrets are (never their values).
+    async fn list_secrets(&self, tenant: &TenantId) -> Result<Vec<SecretRef>, StoreError>;
 
     /// Appends records (serialized) to the audit chain in one durable
     /// transaction, returning their seqs. When this returns, they are on disk.

@@ -13,12 +13,12 @@ use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_audit::{ChainEntry, ChainHead, GENESIS};
-use warden_core::{AgentName, AgentState, TenantId, UpstreamName};
+use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 use crate::fast::FastPath;
-use crate::{Agent, NewAgent, Store, StoreError};
+use crate::{Agent, CertRecord, NewAgent, SecretRef, Store, StoreError, User};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -41,6 +41,36 @@ const MIGRATION_1: &[&str] = &[
         upstream TEXT PRIMARY KEY,
         catalog TEXT NOT NULL,
         updated_at TEXT NOT NULL
+    ) STRICT",
+];
+
+const MIGRATION_2: &[&str] = &[
+    "ALTER TABLE agents ADD COLUMN rotated_at INTEGER",
+    "CREATE TABLE certs (
+        serial TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        thumbprint TEXT NOT NULL,
+        revoked_at TEXT
+    ) STRICT",
+    "CREATE INDEX certs_by_agent ON certs (tenant, agent, not_before)",
+    "CREATE TABLE users (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, name)
+    ) STRICT",
+    "CREATE TABLE secrets (
+        tenant TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        user TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, upstream, user)
     ) STRICT",
 ];
 
@@ -112,6 +142,18 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 .await
                 .map_err(db)?;
         }
+        if version < 2 {
+            for statement in MIGRATION_2 {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            sqlx::query("PRAGMA user_version = 2")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)
     }
 }
@@ -164,7 +206,49 @@ fn agent_from(row: &SqliteRow) -> Result<Agent, StoreError> {
         row.try_get("purpose").map_err(db)?,
         text("created_at")?,
         text("updated_at")?,
+        row.try_get("rotated_at").map_err(db)?,
     )
+}
+
+fn corrupt(e: warden_core::NameError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn unix(row: &SqliteRow, column: &str) -> Result<u64, StoreError> {
+    let v: i64 = row.try_get(column).map_err(db)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {column}")))
+}
+
+fn cert_from(row: &SqliteRow) -> Result<CertRecord, StoreError> {
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(db);
+    Ok(CertRecord {
+        serial: text("serial")?,
+        tenant: TenantId::new(text("tenant")?).map_err(corrupt)?,
+        agent: AgentName::new(text("agent")?).map_err(corrupt)?,
+        not_before: unix(row, "not_before")?,
+        not_after: unix(row, "not_after")?,
+        thumbprint: text("thumbprint")?,
+        revoked_at: row.try_get("revoked_at").map_err(db)?,
+    })
+}
+
+fn user_from(row: &SqliteRow) -> Result<User, StoreError> {
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(db);
+    Ok(User {
+        tenant: TenantId::new(text("tenant")?).map_err(corrupt)?,
+        name: UserName::new(text("name")?).map_err(corrupt)?,
+        role: text("role")?,
+        active: row.try_get::<i64, _>("active").map_err(db)? != 0,
+        created_at: text("created_at")?,
+    })
+}
+
+fn user_key(at: &SecretRef) -> &str {
+    at.user.as_ref().map_or("", |u| u.as_str())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -243,12 +327,14 @@ impl Store for SqliteStore {
                     "agent `{name}` in tenant `{tenant}`"
                 )));
             }
-            Some("revoked") if state != AgentState::Revoked => {
-                return Err(StoreError::Conflict(format!(
-                    "agent `{name}` is revoked; a revoked agent cannot change state"
-                )));
+            Some(current) => {
+                let current: AgentState = current.parse().map_err(corrupt)?;
+                if current.is_final() && state != current {
+                    return Err(StoreError::Conflict(format!(
+                        "agent `{name}` is {current}; a {current} agent cannot change state"
+                    )));
+                }
             }
-            Some(_) => {}
         }
         sqlx::query("UPDATE agents SET state = ?, updated_at = ? WHERE tenant = ? AND name = ?")
             .bind(state.as_str())
@@ -262,6 +348,219 @@ impl Store for SqliteStore {
         self.agent(tenant, name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("agent `{name}`")))
+    }
+
+    async fn rotate_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Agent, StoreError> {
+        let rotated = OffsetDateTime::now_utc().unix_timestamp();
+        let done = sqlx::query(
+            "UPDATE agents SET rotated_at = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+        )
+        .bind(rotated)
+        .bind(now())
+        .bind(tenant.as_str())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "agent `{name}` in tenant `{tenant}`"
+            )));
+        }
+        self.agent(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("agent `{name}`")))
+    }
+
+    async fn record_cert(&self, cert: CertRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO certs (serial, tenant, agent, not_before, not_after, thumbprint, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&cert.serial)
+        .bind(cert.tenant.as_str())
+        .bind(cert.agent.as_str())
+        .bind(to_i64(cert.not_before))
+        .bind(to_i64(cert.not_after))
+        .bind(&cert.thumbprint)
+        .bind(cert.revoked_at.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn cert(&self, serial: &str) -> Result<Option<CertRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM certs WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(cert_from).transpose()
+    }
+
+    async fn list_certs(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM certs WHERE tenant = ? AND agent = ? ORDER BY not_before DESC, serial",
+        )
+        .bind(tenant.as_str())
+        .bind(agent.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(cert_from).collect()
+    }
+
+    async fn revoke_cert(&self, tenant: &TenantId, serial: &str) -> Result<CertRecord, StoreError> {
+        sqlx::query(
+            "UPDATE certs SET revoked_at = coalesce(revoked_at, ?) WHERE tenant = ? AND serial = ?",
+        )
+        .bind(now())
+        .bind(tenant.as_str())
+        .bind(serial)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        match self.cert(serial).await? {
+            Some(c) if &c.tenant == tenant => Ok(c),
+            _ => Err(StoreError::NotFound(format!(
+                "certificate `{serial}` in tenant `{tenant}`"
+            ))),
+        }
+    }
+
+    async fn create_user(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        role: &str,
+    ) -> Result<User, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO users (tenant, name, role, active, created_at) VALUES (?, ?, ?, 1, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(name.as_str())
+        .bind(role)
+        .bind(now())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "user `{name}` already exists in tenant `{tenant}`"
+                )));
+            }
+            Err(e) => return Err(db(e)),
+            Ok(_) => {}
+        }
+        self.user(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("user `{name}`")))
+    }
+
+    async fn user(&self, tenant: &TenantId, name: &UserName) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE tenant = ? AND name = ?")
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM users WHERE tenant = ? ORDER BY name")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn set_user_active(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        active: bool,
+    ) -> Result<User, StoreError> {
+        sqlx::query("UPDATE users SET active = ? WHERE tenant = ? AND name = ?")
+            .bind(i64::from(active))
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        self.user(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("user `{name}` in tenant `{tenant}`")))
+    }
+
+    async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (tenant, upstream, user, sealed, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, upstream, user) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(at.tenant.as_str())
+        .bind(at.upstream.as_str())
+        .bind(user_key(at))
+        .bind(sealed)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn secret(&self, at: &SecretRef) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT sealed FROM secrets WHERE tenant = ? AND upstream = ? AND user = ?",
+        )
+        .bind(at.tenant.as_str())
+        .bind(at.upstream.as_str())
+        .bind(user_key(at))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn delete_secret(&self, at: &SecretRef) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM secrets WHERE tenant = ? AND upstream = ? AND user = ?")
+                .bind(at.tenant.as_str())
+                .bind(at.upstream.as_str())
+                .bind(user_key(at))
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_secrets(&self, tenant: &TenantId) -> Result<Vec<SecretRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT upstream, user FROM secrets WHERE tenant = ? ORDER BY upstream, user",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let upstream: String = row.try_get("upstream").map_err(db)?;
+                let user: String = row.try_get("user").map_err(db)?;
+                Ok(SecretRef {
+                    tenant: tenant.clone(),
+                    upstream: UpstreamName::new(upstream).map_err(corrupt)?,
+                    user: if user.is_empty() {
+                        None
+                    } else {
+                        Some(UserName::new(user).map_err(corrupt)?)
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use warden_audit::{ChainHead, verify_chain};
-use warden_core::{AgentName, AgentState, TenantId, UpstreamName};
-use warden_store::{NewAgent, SqliteStore, Store, StoreError};
+use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
+use warden_store::{CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError};
 
 fn tenant(t: &str) -> TenantId {
     TenantId::new(t).unwrap()
@@ -142,10 +142,169 @@ async fn catalogs(store: &dyn Store) {
     );
 }
 
+async fn lifecycle(store: &dyn Store) {
+    store.create_agent(new_agent("acme", "rot")).await.unwrap();
+    let a = store
+        .agent(&tenant("acme"), &name("rot"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.rotated_at, None);
+    assert!(!a.predates_rotation(0));
+    let a = store
+        .rotate_agent(&tenant("acme"), &name("rot"))
+        .await
+        .unwrap();
+    let at = a.rotated_at.unwrap();
+    assert!(a.predates_rotation(at - 1));
+    assert!(!a.predates_rotation(at));
+    assert!(matches!(
+        store.rotate_agent(&tenant("acme"), &name("ghost")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Retired is final, like revoked.
+    store
+        .set_agent_state(&tenant("acme"), &name("rot"), AgentState::Retired)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .set_agent_state(&tenant("acme"), &name("rot"), AgentState::Active)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn certs(store: &dyn Store) {
+    let cert = |serial: &str, t: &str, nb: u64| CertRecord {
+        serial: serial.into(),
+        tenant: tenant(t),
+        agent: name("bot"),
+        not_before: nb,
+        not_after: nb + 3600,
+        thumbprint: format!("tp-{serial}"),
+        revoked_at: None,
+    };
+    store.record_cert(cert("01", "acme", 100)).await.unwrap();
+    store.record_cert(cert("02", "acme", 200)).await.unwrap();
+    store.record_cert(cert("03", "globex", 300)).await.unwrap();
+    assert!(
+        store.record_cert(cert("01", "acme", 1)).await.is_err(),
+        "serials are unique"
+    );
+    assert_eq!(
+        store.cert("02").await.unwrap(),
+        Some(cert("02", "acme", 200))
+    );
+    assert_eq!(store.cert("ff").await.unwrap(), None);
+    let listed: Vec<String> = store
+        .list_certs(&tenant("acme"), &name("bot"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(listed, ["02", "01"]);
+    let revoked = store.revoke_cert(&tenant("acme"), "01").await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    // Revoking again keeps the first time.
+    let again = store.revoke_cert(&tenant("acme"), "01").await.unwrap();
+    assert_eq!(again.revoked_at, revoked.revoked_at);
+    // Another tenant's certificate cannot be revoked from here.
+    assert!(matches!(
+        store.revoke_cert(&tenant("acme"), "03").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store
+            .cert("03")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+}
+
+async fn users(store: &dyn Store) {
+    let alice = UserName::new("alice").unwrap();
+    let u = store
+        .create_user(&tenant("acme"), &alice, "approver")
+        .await
+        .unwrap();
+    assert_eq!((u.role.as_str(), u.active), ("approver", true));
+    assert!(matches!(
+        store.create_user(&tenant("acme"), &alice, "member").await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .create_user(&tenant("globex"), &alice, "member")
+        .await
+        .unwrap();
+    assert_eq!(store.list_users(&tenant("acme")).await.unwrap().len(), 1);
+    let off = store
+        .set_user_active(&tenant("acme"), &alice, false)
+        .await
+        .unwrap();
+    assert!(!off.active);
+    assert!(
+        store
+            .user(&tenant("globex"), &alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
+    assert_eq!(
+        store
+            .user(&tenant("acme"), &UserName::new("bob").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn secrets(store: &dyn Store) {
+    let at = |t: &str, u: Option<&str>| SecretRef {
+        tenant: tenant(t),
+        upstream: UpstreamName::new("crm").unwrap(),
+        user: u.map(|u| UserName::new(u).unwrap()),
+    };
+    store
+        .put_secret(&at("acme", None), vec![1, 2])
+        .await
+        .unwrap();
+    store
+        .put_secret(&at("acme", Some("alice")), vec![3])
+        .await
+        .unwrap();
+    store.put_secret(&at("acme", None), vec![4]).await.unwrap();
+    assert_eq!(
+        store.secret(&at("acme", None)).await.unwrap(),
+        Some(vec![4])
+    );
+    assert_eq!(
+        store.secret(&at("acme", Some("alice"))).await.unwrap(),
+        Some(vec![3])
+    );
+    assert_eq!(store.secret(&at("globex", None)).await.unwrap(), None);
+    assert_eq!(
+        store.list_secrets(&tenant("acme")).await.unwrap(),
+        vec![at("acme", None), at("acme", Some("alice"))]
+    );
+    assert!(store.delete_secret(&at("acme", None)).await.unwrap());
+    assert!(!store.delete_secret(&at("acme", None)).await.unwrap());
+    assert_ne!(at("acme", None).place(), at("acme", Some("alice")).place());
+}
+
 async fn suite(store: Arc<dyn Store>) {
     agents(store.as_ref()).await;
     audit(store.clone()).await;
     catalogs(store.as_ref()).await;
+    lifecycle(store.as_ref()).await;
+    certs(store.as_ref()).await;
+    users(store.as_ref()).await;
+    secrets(store.as_ref()).await;
 }
 
 #[tokio::test]

@@ -342,6 +342,9 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     /// Tool calls that reached it.
     pub calls: CallCounter,
+    /// The `Authorization` and `X-Api-Key` headers it received, in order
+    /// (to prove which credentials a gateway forwards).
+    pub credentials_seen: Arc<std::sync::Mutex<Vec<String>>>,
     cancel: tokio_util::sync::CancellationToken,
 }
 
@@ -377,7 +380,25 @@ pub async fn serve_http(service: Service, addr: SocketAddr) -> anyhow::Result<Ht
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_cancellation_token(cancel.child_token()),
     );
-    let app = axum::Router::new().nest_service("/mcp", mcp);
+    let credentials_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = credentials_seen.clone();
+    let app = axum::Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::map_request(
+            move |req: axum::extract::Request| {
+                let seen = seen.clone();
+                async move {
+                    for name in ["authorization", "x-api-key"] {
+                        if let Some(v) = req.headers().get(name).and_then(|v| v.to_str().ok())
+                            && let Ok(mut s) = seen.lock()
+                        {
+                            s.push(format!("{name}: {v}"));
+                        }
+                    }
+                    req
+                }
+            },
+        ));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let stop = cancel.clone();
@@ -389,6 +410,7 @@ pub async fn serve_http(service: Service, addr: SocketAddr) -> anyhow::Result<Ht
     Ok(HttpServer {
         addr,
         calls,
+        credentials_seen,
         cancel,
     })
 }

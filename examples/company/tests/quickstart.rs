@@ -16,7 +16,7 @@ use std::time::Duration;
 use warden_config::{Config, Transport};
 use warden_core::{AgentName, TenantId};
 use warden_gateway::Gateway;
-use warden_identity::{SigningKey, TokenIssuer};
+use warden_identity::{KeyRing, SigningKey, TokenIssuer};
 use warden_store::{NewAgent, SqliteStore, Store};
 
 async fn quickstart() -> (tempfile::TempDir, Arc<Gateway>, String, TokenIssuer) {
@@ -41,16 +41,23 @@ async fn quickstart() -> (tempfile::TempDir, Arc<Gateway>, String, TokenIssuer) 
         })
         .await
         .unwrap();
-    let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
+    config.identity.signing_key = tmp.path().join("signing.pem");
+    config.identity.ca_dir = tmp.path().join("ca");
+    std::fs::write(
+        &config.identity.signing_key,
+        SigningKey::generate_pem().unwrap(),
+    )
+    .unwrap();
+    let ring = Arc::new(KeyRing::load(&config.identity.signing_key).unwrap());
     let id = &config.identity;
     let issuer = TokenIssuer::new(
-        key.clone(),
+        ring,
         &id.issuer,
         &id.audience,
         &id.trust_domain,
         id.max_token_ttl,
     );
-    let gateway = Gateway::start(config, store, key).await.unwrap();
+    let gateway = Gateway::start(config, store).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());

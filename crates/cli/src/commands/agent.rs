@@ -1,16 +1,16 @@
-//! `warden agent create|list|show|suspend|resume|revoke`.
+//! `warden agent create|list|show|suspend|resume|revoke|retire|rotate`, and
+//! the certificate commands (in `cert`).
 
 use anyhow::{Context as _, anyhow};
-use warden_audit::AuditRecord;
 use warden_core::{AgentName, AgentState};
 use warden_store::{Agent, NewAgent, Store, StoreError};
 
-use super::now;
+use super::audit_change;
 use crate::cli::{AgentCommand, Cli};
-use crate::context::{config, operator, print_json, store};
+use crate::context::{config, print_json, store};
 use crate::{Failure, Outcome};
 
-fn name(raw: &str) -> Result<AgentName, Failure> {
+pub fn name(raw: &str) -> Result<AgentName, Failure> {
     AgentName::new(raw).map_err(|e| Failure::Failed(anyhow!(e)))
 }
 
@@ -29,13 +29,7 @@ fn show(agent: &Agent, json: bool) -> Outcome {
 }
 
 async fn audit(store: &dyn Store, tenant: &str, agent: &AgentName, operation: &str) -> Outcome {
-    let rec = AuditRecord::admin(now(), tenant, &operator(), None, agent.as_str(), operation);
-    let body = serde_json::to_vec(&rec).context("cannot serialize the audit record")?;
-    store
-        .append_audit(vec![body])
-        .await
-        .context("the change was made but could not be audited")?;
-    Ok(())
+    audit_change(store, tenant, agent.as_str(), operation).await
 }
 
 pub async fn run(cli: &Cli, cmd: &AgentCommand) -> Outcome {
@@ -101,10 +95,34 @@ pub async fn run(cli: &Cli, cmd: &AgentCommand) -> Outcome {
                 agent.ok_or_else(|| anyhow!("agent `{name}` not found in tenant `{tenant}`"))?;
             show(&agent, *json)
         }
-        AgentCommand::Suspend(r) | AgentCommand::Resume(r) | AgentCommand::Revoke(r) => {
+        AgentCommand::Rotate(r) => {
+            let name = name(&r.name)?;
+            let agent = store
+                .rotate_agent(&tenant, &name)
+                .await
+                .context("cannot rotate the agent's credentials")?;
+            audit(store.as_ref(), tenant.as_str(), &name, "agent.rotate").await?;
+            if r.json {
+                print_json(&agent)
+            } else {
+                println!(
+                    "agent `{}`: every token and certificate issued before now is refused; issue new ones",
+                    agent.name
+                );
+                Ok(())
+            }
+        }
+        AgentCommand::Cert { .. } | AgentCommand::Certs(_) | AgentCommand::RevokeCert { .. } => {
+            super::cert::run(&config, store.as_ref(), cmd).await
+        }
+        AgentCommand::Suspend(r)
+        | AgentCommand::Resume(r)
+        | AgentCommand::Revoke(r)
+        | AgentCommand::Retire(r) => {
             let (state, operation) = match cmd {
                 AgentCommand::Suspend(_) => (AgentState::Suspended, "agent.suspend"),
                 AgentCommand::Resume(_) => (AgentState::Active, "agent.resume"),
+                AgentCommand::Retire(_) => (AgentState::Retired, "agent.retire"),
                 _ => (AgentState::Revoked, "agent.revoke"),
             };
             let name = name(&r.name)?;

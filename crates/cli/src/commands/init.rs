@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
 use warden_config::Config;
-use warden_identity::SigningKey;
+use warden_identity::{CaFiles, SigningKey};
+use warden_vault::MasterKey;
 
 use crate::cli::InitArgs;
 use crate::context::print_json;
@@ -70,10 +71,14 @@ pub async fn run(args: &InitArgs) -> Outcome {
         .storage_url
         .strip_prefix("sqlite://")
         .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)));
+    let ca = CaFiles::in_dir(&config.identity.ca_dir);
     let mut existing: Vec<PathBuf> = [
         config_path.clone(),
         config.policy.dir.clone(),
         config.identity.signing_key.clone(),
+        config.identity.master_key.clone(),
+        ca.cert.clone(),
+        ca.key.clone(),
     ]
     .into_iter()
     .chain(db_path.clone())
@@ -103,19 +108,33 @@ pub async fn run(args: &InitArgs) -> Outcome {
         key_path,
         &SigningKey::generate_pem().map_err(|e| anyhow!(e))?,
     )?;
+    let master = &config.identity.master_key;
+    if let Some(parent) = master.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+    }
+    write_secret(
+        master,
+        &MasterKey::generate_base64().map_err(|e| anyhow!(e))?,
+    )?;
+    ca.create(&config.identity.trust_domain)
+        .map_err(|e| anyhow!(e))?;
     warden_store::open(&config.storage_url)
         .await
         .context("cannot create the database")?;
     if args.json {
         return print_json(&json!({
             "dir": dir, "config": config_path, "policies": config.policy.dir,
-            "signing_key": key_path, "storage": config.storage_url,
+            "signing_key": key_path, "master_key": master, "ca": config.identity.ca_dir,
+            "storage": config.storage_url,
         }));
     }
     println!("initialised Warden in `{}`:", dir.display());
     println!("  config       {}", config_path.display());
     println!("  policies     {}", config.policy.dir.display());
     println!("  signing key  {}", key_path.display());
+    println!("  master key   {}", master.display());
+    println!("  CA           {}", config.identity.ca_dir.display());
     println!("  database     {}", config.storage_url);
     println!(
         "next: cd {} && warden agent create my-agent && warden serve",

@@ -2,10 +2,14 @@
 
 mod agent;
 mod audit;
+mod cert;
 mod init;
+mod keys;
 mod policy;
+mod secret;
 mod serve;
 mod token;
+mod user;
 
 use crate::Outcome;
 use crate::cli::{Cli, Command};
@@ -16,6 +20,10 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Serve => serve::run(&cli).await,
         Command::Agent(cmd) => agent::run(&cli, cmd).await,
         Command::Token(cmd) => token::run(&cli, cmd).await,
+        Command::User(cmd) => user::run(&cli, cmd).await,
+        Command::Key(cmd) => keys::run_key(&cli, cmd).await,
+        Command::Ca(cmd) => keys::run_ca(&cli, cmd).await,
+        Command::Secret(cmd) => secret::run(&cli, cmd).await,
         Command::Policy(cmd) => policy::run(&cli, cmd).await,
         Command::Audit(cmd) => audit::run(&cli, cmd).await,
     }
@@ -26,4 +34,33 @@ pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// Appends an operator's change to the audit trail: `operation` on
+/// `subject` (an agent's name, or `user:NAME`, `upstream:NAME`, ...).
+pub async fn audit_change(
+    store: &dyn warden_store::Store,
+    tenant: &str,
+    subject: &str,
+    operation: &str,
+) -> crate::Outcome {
+    use anyhow::Context as _;
+    let mut rec = warden_audit::AuditRecord::admin(
+        now(),
+        tenant,
+        &crate::context::operator(),
+        None,
+        subject,
+        operation,
+    );
+    if subject.contains(':') {
+        rec.agent = None;
+        rec.resource = Some(subject.to_owned());
+    }
+    let body = serde_json::to_vec(&rec).context("cannot serialize the audit record")?;
+    store
+        .append_audit(vec![body])
+        .await
+        .context("the change was made but could not be audited")?;
+    Ok(())
 }

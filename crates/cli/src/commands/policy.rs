@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
-use warden_gateway::Upstream;
+use warden_gateway::{Credentials, Upstream};
 use warden_mcp::ToolCatalog;
 use warden_policy::{Catalogs, PolicyEngine, PolicySources};
 
@@ -19,9 +19,24 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
     let mut missing = Vec::new();
     if *live {
         let store = store(&config).await?;
+        let master = if config.upstreams.iter().any(|u| u.auth.is_some()) {
+            Some(Arc::new(super::secret::master_key(&config)?))
+        } else {
+            None
+        };
+        let credentials = Arc::new(Credentials::new(
+            store.clone(),
+            master,
+            config.identity.default_tenant.clone(),
+        ));
         for u in &config.upstreams {
             let upstream = Arc::new(
-                Upstream::new(u, config.gateway.max_response_bytes).map_err(|e| anyhow!(e))?,
+                Upstream::new(
+                    u,
+                    config.gateway.max_response_bytes,
+                    Some(credentials.clone()),
+                )
+                .map_err(|e| anyhow!(e))?,
             );
             let result = upstream.list_tools().await;
             upstream.shutdown().await;

@@ -5,21 +5,18 @@ use tokio::net::TcpListener;
 use warden_gateway::{Gateway, StartError};
 
 use crate::cli::Cli;
-use crate::context::{config, signing_key, store};
+use crate::context::{config, store};
 use crate::{Failure, Outcome};
 
 pub async fn run(cli: &Cli) -> Outcome {
     let config = config(cli)?;
     let store = store(&config).await?;
-    let key = signing_key(&config)?;
     let gateway_addr = config.gateway.listen;
     let admin_addr = config.admin.listen;
-    let gateway = Gateway::start(config, store, key)
-        .await
-        .map_err(|e| match e {
-            StartError::Policy(_) => Failure::Invalid(anyhow!(e)),
-            StartError::Other(m) => Failure::Failed(anyhow!(m)),
-        })?;
+    let gateway = Gateway::start(config, store).await.map_err(|e| match e {
+        StartError::Policy(_) => Failure::Invalid(anyhow!(e)),
+        StartError::Other(m) => Failure::Failed(anyhow!(m)),
+    })?;
     let gateway_listener = TcpListener::bind(gateway_addr)
         .await
         .with_context(|| format!("cannot listen on {gateway_addr}"))?;
@@ -36,12 +33,17 @@ pub async fn run(cli: &Cli) -> Outcome {
         policy_version = engine.as_ref().map_or("-", |e| e.version()),
         "warden is serving"
     );
+    let scheme = if gateway.config().gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "warden: gateway on http://{gateway_addr}/mcp (federated) and http://{gateway_addr}/mcp/{{upstream}}; admin API on http://{admin_addr}"
+        "warden: gateway on {scheme}://{gateway_addr}/mcp (federated) and {scheme}://{gateway_addr}/mcp/{{upstream}}; admin API on http://{admin_addr}"
     );
     for u in &gateway.config().upstreams {
         println!(
-            "warden: upstream `{}` at http://{gateway_addr}/mcp/{}",
+            "warden: upstream `{}` at {scheme}://{gateway_addr}/mcp/{}",
             u.name, u.name
         );
     }

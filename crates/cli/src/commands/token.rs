@@ -10,10 +10,10 @@ use warden_identity::{Issued, Role};
 
 use super::now;
 use crate::cli::{Cli, TokenCommand};
-use crate::context::{config, issuer, operator, print_json, signing_key, store};
+use crate::context::{config, duration, issuer, operator, print_json, store};
 use crate::{Failure, Outcome};
 
-fn print(issued: &Issued, json: bool) -> Outcome {
+pub fn print(issued: &Issued, json: bool) -> Outcome {
     let expires_at = i64::try_from(issued.expires_at)
         .ok()
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
@@ -37,11 +37,8 @@ pub async fn run(cli: &Cli, cmd: &TokenCommand) -> Outcome {
         json,
     } = cmd;
     let config = config(cli)?;
-    let ttl = match ttl {
-        Some(t) => humantime::parse_duration(t).map_err(|e| anyhow!("invalid --ttl `{t}`: {e}"))?,
-        None => config.identity.token_ttl,
-    };
-    let issuer = issuer(&config, signing_key(&config)?);
+    let ttl = duration("--ttl", ttl.as_deref(), config.identity.token_ttl)?;
+    let issuer = issuer(&config)?;
     if let Some(operator_name) = admin {
         let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
         let issued = issuer

@@ -1,6 +1,5 @@
 //! One request's passage through the gateway, and its audit record.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,10 +16,12 @@ use warden_mcp::{ErrorCode, Id, error_response};
 
 use crate::Gateway;
 use crate::auth::{AuthError, Principal, authenticate};
+use crate::tls::Peer;
 
 /// A request in flight: the gateway, its record, and when it started.
 pub(crate) struct Exchange {
     gw: Arc<Gateway>,
+    peer: Peer,
     pub(crate) rec: AuditRecord,
     pub(crate) started: Instant,
 }
@@ -41,7 +42,7 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 impl Exchange {
-    pub(crate) fn new(gw: &Arc<Gateway>, endpoint: String, peer: SocketAddr) -> Self {
+    pub(crate) fn new(gw: &Arc<Gateway>, endpoint: String, peer: &Peer) -> Self {
         let rec = AuditRecord {
             kind: RecordKind::Request,
             request_id: RequestId::new().to_string(),
@@ -49,7 +50,7 @@ impl Exchange {
             tenant: None,
             agent: None,
             user: None,
-            source: Some(peer.to_string()),
+            source: Some(peer.addr.to_string()),
             endpoint,
             method: None,
             upstream: None,
@@ -63,6 +64,7 @@ impl Exchange {
         };
         Self {
             gw: gw.clone(),
+            peer: peer.clone(),
             rec,
             started: Instant::now(),
         }
@@ -85,7 +87,8 @@ impl Exchange {
         let gw = self.gw.clone();
         match authenticate(
             headers,
-            &gw.verifier,
+            &self.peer,
+            &gw.identity.verifier,
             &gw.tokens,
             &gw.config.identity.default_tenant,
             gw.store.as_ref(),

@@ -1,7 +1,7 @@
 //! The agent-facing MCP endpoint (Streamable HTTP): `/mcp/{upstream}` and the
 //! federated `/mcp`. Every request runs the phases in order, failing closed:
 //!
-//! 1. authenticate (token, agent state) → 401
+//! 1. authenticate (certificate and/or token, agent state) → 401
 //! 2. route (upstream, session, protocol version) → 404 / 400
 //! 3. read and parse the body (size limit, JSON-RPC) → 413 / 400
 //! 4. classify (method, tool, arguments) → 400
@@ -14,7 +14,6 @@
 mod exchange;
 mod ops;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -25,6 +24,7 @@ use warden_mcp::{ErrorCode, Message, classify, is_supported_version, parse_messa
 
 use crate::Gateway;
 use crate::sessions::SessionCheck;
+use crate::tls::Peer;
 pub(crate) use exchange::{Exchange, now_rfc3339 as exchange_now};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -41,7 +41,7 @@ pub(crate) enum Route {
 
 pub(crate) async fn post_federated(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -50,7 +50,7 @@ pub(crate) async fn post_federated(
 
 pub(crate) async fn post_upstream(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Path(upstream): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -61,10 +61,10 @@ pub(crate) async fn post_upstream(
 /// GET opens a server-to-client event stream in MCP; Warden offers none.
 pub(crate) async fn get_stream(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let mut ex = Exchange::new(&gw, "GET /mcp".into(), peer);
+    let mut ex = Exchange::new(&gw, "GET /mcp".into(), &peer);
     if let Err(response) = ex.authenticate(&headers).await {
         return response;
     }
@@ -80,10 +80,10 @@ pub(crate) async fn get_stream(
 /// DELETE ends a session.
 pub(crate) async fn delete_session(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let mut ex = Exchange::new(&gw, "DELETE /mcp".into(), peer);
+    let mut ex = Exchange::new(&gw, "DELETE /mcp".into(), &peer);
     let principal = match ex.authenticate(&headers).await {
         Ok(p) => p,
         Err(response) => return response,
@@ -108,7 +108,7 @@ pub(crate) async fn delete_session(
 async fn handle(
     gw: Arc<Gateway>,
     upstream: Option<String>,
-    peer: SocketAddr,
+    peer: Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -116,7 +116,7 @@ async fn handle(
         || "/mcp".to_owned(),
         |u| format!("/mcp/{}", u.chars().take(64).collect::<String>()),
     );
-    let mut ex = Exchange::new(&gw, endpoint, peer);
+    let mut ex = Exchange::new(&gw, endpoint, &peer);
 
     // 1. Authenticate.
     let principal = match ex.authenticate(&headers).await {

@@ -489,7 +489,7 @@ async fn decide_and_forward(
     if let Err(r) = ex.commit(id, decision).await {
         return r;
     }
-    forward(ex, upstream, id, method, params).await
+    forward(ex, upstream, id, method, params, who.user.as_ref()).await
 }
 
 /// Phase 7: forward, answer, record the outcome.
@@ -499,8 +499,9 @@ async fn forward(
     id: &Id,
     method: &str,
     params: &Value,
+    user: Option<&warden_core::UserName>,
 ) -> Response {
-    match upstream.call(method, Some(params)).await {
+    match upstream.call_as(method, Some(params), user).await {
         Ok(result) => {
             #[derive(serde::Deserialize)]
             struct ToolResult {

@@ -13,6 +13,9 @@ use super::{
     parse_incoming, request_body,
 };
 
+/// A header carrying the upstream credential.
+pub(crate) type Credential = (http::HeaderName, http::HeaderValue);
+
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
@@ -52,11 +55,12 @@ impl HttpConn {
         next_id: impl Fn() -> u64,
         method: &str,
         params: Option<&Value>,
+        auth: Option<&Credential>,
     ) -> Result<Box<RawValue>, CallError> {
-        let session = self.session(&next_id).await?;
+        let session = self.session(&next_id, auth).await?;
         let id = next_id();
         match self
-            .post(Some(&session), id, request_body(id, method, params))
+            .post(Some(&session), id, request_body(id, method, params), auth)
             .await
         {
             Err(CallError::SessionExpired) => {
@@ -70,7 +74,11 @@ impl HttpConn {
         }
     }
 
-    async fn session(&self, next_id: &impl Fn() -> u64) -> Result<Arc<Session>, CallError> {
+    async fn session(
+        &self,
+        next_id: &impl Fn() -> u64,
+        auth: Option<&Credential>,
+    ) -> Result<Arc<Session>, CallError> {
         if let Some(s) = self.session.read().await.clone() {
             return Ok(s);
         }
@@ -79,23 +87,32 @@ impl HttpConn {
             return Ok(s);
         }
         let id = next_id();
-        let (session_id, result) = self.post(None, id, initialize_request(id)).await?;
+        let (session_id, result) = self.post(None, id, initialize_request(id), auth).await?;
         let session = Arc::new(Session {
             id: session_id,
             version: negotiated_version(&result),
         });
-        self.notify(&session, initialized_notification()).await?;
+        self.notify(&session, initialized_notification(), auth)
+            .await?;
         *self.session.write().await = Some(session.clone());
         Ok(session)
     }
 
-    fn request(&self, session: Option<&Session>, body: Vec<u8>) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        session: Option<&Session>,
+        body: Vec<u8>,
+        auth: Option<&Credential>,
+    ) -> reqwest::RequestBuilder {
         let mut req = self
             .client
             .post(self.url.clone())
             .header(ACCEPT, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json")
             .body(body);
+        if let Some((name, value)) = auth {
+            req = req.header(name, value);
+        }
         if let Some(s) = session {
             if let Some(id) = &s.id {
                 req = req.header(SESSION_HEADER, id);
@@ -105,9 +122,14 @@ impl HttpConn {
         req
     }
 
-    async fn notify(&self, session: &Session, body: Vec<u8>) -> Result<(), CallError> {
+    async fn notify(
+        &self,
+        session: &Session,
+        body: Vec<u8>,
+        auth: Option<&Credential>,
+    ) -> Result<(), CallError> {
         let resp = self
-            .request(Some(session), body)
+            .request(Some(session), body, auth)
             .send()
             .await
             .map_err(unavailable)?;
@@ -126,9 +148,10 @@ impl HttpConn {
         session: Option<&Session>,
         id: u64,
         body: Vec<u8>,
+        auth: Option<&Credential>,
     ) -> Result<(Option<String>, Box<RawValue>), CallError> {
         let mut resp = self
-            .request(session, body)
+            .request(session, body, auth)
             .send()
             .await
             .map_err(unavailable)?;

@@ -3,17 +3,21 @@
 //! lazily, re-initialises it when the upstream forgets it, and gives every
 //! request its own id.
 
+mod credentials;
 mod http;
 mod stdio;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use warden_config::{Transport, UpstreamConfig};
-use warden_core::UpstreamName;
+use warden_config::{Transport, UpstreamAuth, UpstreamConfig};
+use warden_core::{UpstreamName, UserName};
+
+pub use credentials::Credentials;
 use warden_mcp::ToolCatalog;
 use warden_mcp::catalog::parse_tools_page;
 
@@ -164,6 +168,7 @@ pub struct Upstream {
     conn: Conn,
     timeout: Duration,
     next_id: AtomicU64,
+    auth: Option<(UpstreamAuth, Arc<Credentials>)>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -176,7 +181,12 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// An upstream from its config; nothing is started until the first call.
-    pub fn new(config: &UpstreamConfig, max_response_bytes: usize) -> Result<Self, String> {
+    /// `credentials` open the secret of an upstream with `auth` configured.
+    pub fn new(
+        config: &UpstreamConfig,
+        max_response_bytes: usize,
+        credentials: Option<Arc<Credentials>>,
+    ) -> Result<Self, String> {
         crate::install_crypto_provider();
         let conn = match &config.transport {
             Transport::Http { url } => Conn::Http(http::HttpConn::new(url, max_response_bytes)?),
@@ -194,11 +204,22 @@ impl Upstream {
                 max_response_bytes,
             )),
         };
+        let auth = match (&config.auth, credentials) {
+            (None, _) => None,
+            (Some(auth), Some(c)) => Some((auth.clone(), c)),
+            (Some(_), None) => {
+                return Err(format!(
+                    "upstream `{}` has a credential but no secrets store",
+                    config.name
+                ));
+            }
+        };
         Ok(Self {
             name: config.name.clone(),
             conn,
             timeout: config.timeout,
             next_id: AtomicU64::new(1),
+            auth,
         })
     }
 
@@ -216,13 +237,36 @@ impl Upstream {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends `method` with `params` and returns the result, within the timeout.
+    /// Sends `method` with `params` and returns the result, within the
+    /// timeout, with the upstream's own credential.
     pub async fn call(
         &self,
         method: &str,
         params: Option<&Value>,
     ) -> Result<Box<RawValue>, CallError> {
-        match tokio::time::timeout(self.timeout, self.call_once_or_reinit(method, params)).await {
+        self.call_as(method, params, None).await
+    }
+
+    /// As [`call`](Self::call), for `user`: with the user's own credential
+    /// when the upstream takes per-user secrets and one is stored.
+    pub async fn call_as(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+        user: Option<&UserName>,
+    ) -> Result<Box<RawValue>, CallError> {
+        let work = async {
+            let (header, env) = match &self.auth {
+                None => (None, None),
+                Some((auth, creds)) => (
+                    creds.header(&self.name, auth, user).await?,
+                    creds.env(&self.name, auth).await?,
+                ),
+            };
+            self.call_once_or_reinit(method, params, header.as_ref(), env.as_ref())
+                .await
+        };
+        match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout),
         }
@@ -232,11 +276,13 @@ impl Upstream {
         &self,
         method: &str,
         params: Option<&Value>,
+        header: Option<&http::Credential>,
+        env: Option<&(String, warden_vault::Secret)>,
     ) -> Result<Box<RawValue>, CallError> {
         for _ in 0..2 {
             let result = match &self.conn {
-                Conn::Http(c) => c.call(|| self.id(), method, params).await,
-                Conn::Stdio(c) => c.call(|| self.id(), method, params).await,
+                Conn::Http(c) => c.call(|| self.id(), method, params, header).await,
+                Conn::Stdio(c) => c.call(|| self.id(), method, params, env).await,
             };
             match result {
                 Err(CallError::SessionExpired) => {

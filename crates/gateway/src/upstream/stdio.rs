@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use warden_core::UpstreamName;
 
+use warden_vault::Secret;
+
 use super::{
     CallError, Incoming, initialize_request, initialized_notification, parse_incoming, request_body,
 };
@@ -106,8 +108,9 @@ impl StdioConn {
         next_id: impl Fn() -> u64,
         method: &str,
         params: Option<&Value>,
+        secret_env: Option<&(String, Secret)>,
     ) -> Result<Box<RawValue>, CallError> {
-        let process = self.process(&next_id).await?;
+        let process = self.process(&next_id, secret_env).await?;
         let id = next_id();
         process.request(id, request_body(id, method, params)).await
     }
@@ -119,7 +122,11 @@ impl StdioConn {
         }
     }
 
-    async fn process(&self, next_id: &impl Fn() -> u64) -> Result<Arc<Process>, CallError> {
+    async fn process(
+        &self,
+        next_id: &impl Fn() -> u64,
+        secret_env: Option<&(String, Secret)>,
+    ) -> Result<Arc<Process>, CallError> {
         let mut slot = self.process.lock().await;
         if let Some(p) = slot.as_ref().filter(|p| !p.dead.load(Ordering::Acquire)) {
             return Ok(p.clone());
@@ -140,7 +147,7 @@ impl StdioConn {
         if let Ok(mut l) = self.last_start.lock() {
             *l = Some(Instant::now());
         }
-        let process = Arc::new(self.spawn()?);
+        let process = Arc::new(self.spawn(secret_env)?);
         let id = next_id();
         process.request(id, initialize_request(id)).await?;
         process
@@ -152,7 +159,7 @@ impl StdioConn {
         Ok(process)
     }
 
-    fn spawn(&self) -> Result<Process, CallError> {
+    fn spawn(&self, secret_env: Option<&(String, Secret)>) -> Result<Process, CallError> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -163,6 +170,7 @@ impl StdioConn {
                     .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
             )
             .envs(&self.env)
+            .envs(secret_env.map(|(k, v)| (k, v.expose())))
             .current_dir(&self.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

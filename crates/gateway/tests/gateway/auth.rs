@@ -46,7 +46,7 @@ fn bad_tokens(h: &Harness) -> Vec<(&'static str, String)> {
     let tenant = TenantId::new("default").unwrap();
     let agent = AgentName::new("a").unwrap();
     let forged = TokenIssuer::new(
-        other_key.clone(),
+        std::sync::Arc::new(warden_identity::KeyRing::single(other_key.clone())),
         "warden",
         "warden-gateway",
         "warden.local",
@@ -56,7 +56,7 @@ fn bad_tokens(h: &Harness) -> Vec<(&'static str, String)> {
     .unwrap()
     .token;
     let wrong_audience = TokenIssuer::new(
-        h.key.clone(),
+        std::sync::Arc::new(warden_identity::KeyRing::single(h.key.clone())),
         "warden",
         "someone-else",
         "warden.local",
@@ -117,7 +117,7 @@ fn expired_token(h: &Harness) -> String {
     });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(h.key.kid().to_owned());
-    let pem = std::fs::read_to_string(h.dir.path().join("signing.pem")).unwrap();
+    let pem = std::fs::read_to_string(h.dir.path().join("keys/signing.pem")).unwrap();
     jsonwebtoken::encode(
         &header,
         &claims,

@@ -333,7 +333,8 @@ async fn a_policy_that_fails_to_evaluate_denies() {
 async fn delegation_is_visible_to_policy_and_audit() {
     let h = harness(
         r#"permit(principal == Warden::Agent::"a", action == Warden::Action::"docs/search", resource)
-           when { context has user && context.user == Warden::User::"alice" };"#,
+           when { context has user && context.user == Warden::User::"alice" };
+           permit(principal == Warden::User::"alice", action == Warden::Action::"docs/search", resource);"#,
     )
     .await;
     let alone = h.client("/mcp/docs", &h.token("a")).await;

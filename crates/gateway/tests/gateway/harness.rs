@@ -18,12 +18,14 @@ use warden_config::Config;
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use warden_example::{HttpServer, Service, serve_http};
 use warden_gateway::Gateway;
-use warden_identity::{SigningKey, TokenIssuer};
-use warden_store::{Agent, NewAgent, SqliteStore, Store, StoreError};
+use warden_identity::{CaFiles, KeyRing, SigningKey, TokenIssuer};
+use warden_store::{Agent, CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError, User};
+use warden_vault::MasterKey;
 
 pub const SCHEMA: &str = warden_policy::BASE_SCHEMA;
 
 pub struct Harness {
+    pub tls: bool,
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
@@ -51,6 +53,14 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub upstream_timeout: &'static str,
     pub faults: Option<Faults>,
+    /// `gateway.tls.client_auth`, turning TLS on.
+    pub tls: Option<&'static str>,
+    /// Extra `[identity]` lines.
+    pub identity: String,
+    /// The crm upstream's `auth` inline table.
+    pub crm_auth: Option<&'static str>,
+    /// The crm upstream's secret, stored before the gateway starts.
+    pub crm_secret: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -60,6 +70,10 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             upstream_timeout: "5s",
             faults: None,
+            tls: None,
+            identity: String::new(),
+            crm_auth: None,
+            crm_secret: None,
         }
     }
 }
@@ -130,6 +144,62 @@ impl Store for FaultyStore {
     async fn catalogs(&self) -> Result<Vec<(UpstreamName, String)>, StoreError> {
         self.inner.catalogs().await
     }
+    async fn rotate_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Agent, StoreError> {
+        self.inner.rotate_agent(tenant, name).await
+    }
+    async fn record_cert(&self, cert: CertRecord) -> Result<(), StoreError> {
+        self.inner.record_cert(cert).await
+    }
+    async fn cert(&self, serial: &str) -> Result<Option<CertRecord>, StoreError> {
+        if self.agent_lookup.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.cert(serial).await
+    }
+    async fn list_certs(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+    ) -> Result<Vec<CertRecord>, StoreError> {
+        self.inner.list_certs(tenant, agent).await
+    }
+    async fn revoke_cert(&self, tenant: &TenantId, serial: &str) -> Result<CertRecord, StoreError> {
+        self.inner.revoke_cert(tenant, serial).await
+    }
+    async fn create_user(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        role: &str,
+    ) -> Result<User, StoreError> {
+        self.inner.create_user(tenant, name, role).await
+    }
+    async fn user(&self, tenant: &TenantId, name: &UserName) -> Result<Option<User>, StoreError> {
+        self.inner.user(tenant, name).await
+    }
+    async fn list_users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
+        self.inner.list_users(tenant).await
+    }
+    async fn set_user_active(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        active: bool,
+    ) -> Result<User, StoreError> {
+        self.inner.set_user_active(tenant, name, active).await
+    }
+    async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put_secret(at, sealed).await
+    }
+    async fn secret(&self, at: &SecretRef) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.secret(at).await
+    }
+    async fn delete_secret(&self, at: &SecretRef) -> Result<bool, StoreError> {
+        self.inner.delete_secret(at).await
+    }
+    async fn list_secrets(&self, tenant: &TenantId) -> Result<Vec<SecretRef>, StoreError> {
+        self.inner.list_secrets(tenant).await
+    }
 }
 
 pub async fn harness(policies: &str) -> Harness {
@@ -151,6 +221,9 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         listen = "127.0.0.1:0"
         max_body_bytes = {max}
         upstream_timeout = "{timeout}"
+        {tls}
+        [identity]
+        {identity}
         [admin]
         listen = "127.0.0.1:0"
         [storage]
@@ -161,6 +234,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         [[upstreams]]
         name = "crm"
         url = "{crm}"
+        {crm_auth}
         [[upstreams]]
         name = "docs"
         url = "{docs}"
@@ -171,10 +245,25 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         crm = crm.url(),
         docs = docs.url(),
         extra = options.extra_upstreams,
+        tls = options.tls.map_or_else(String::new, |auth| format!(
+            "[gateway.tls]\nenabled = true\nclient_auth = \"{auth}\"\nhosts = [\"localhost\", \"127.0.0.1\"]"
+        )),
+        identity = options.identity,
+        crm_auth = options.crm_auth.map_or_else(String::new, |a| format!("auth = {a}")),
     );
+    let tls = options.tls.is_some();
     let config = Config::parse(&config_text, &dir.path().join("warden.toml")).unwrap();
     let pem = SigningKey::generate_pem().unwrap();
-    std::fs::write(dir.path().join("signing.pem"), &pem).unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::write(&config.identity.signing_key, &pem).unwrap();
+    CaFiles::in_dir(&config.identity.ca_dir)
+        .create(&config.identity.trust_domain)
+        .unwrap();
+    std::fs::write(
+        &config.identity.master_key,
+        MasterKey::generate_base64().unwrap(),
+    )
+    .unwrap();
     let key = Arc::new(SigningKey::from_pem(&pem).unwrap());
     let sqlite = SqliteStore::open(&config.storage_url).await.unwrap();
     let store: Arc<dyn Store> = match options.faults {
@@ -198,15 +287,27 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
     }
     let id = &config.identity;
     let issuer = TokenIssuer::new(
-        key.clone(),
+        Arc::new(KeyRing::single(key.clone())),
         &id.issuer,
         &id.audience,
         &id.trust_domain,
         id.max_token_ttl,
     );
-    let gateway = Gateway::start(config, store.clone(), key.clone())
-        .await
-        .unwrap();
+    if let Some(secret) = options.crm_secret {
+        let master =
+            MasterKey::from_base64(&std::fs::read_to_string(&config.identity.master_key).unwrap())
+                .unwrap();
+        let at = warden_store::SecretRef {
+            tenant: tenant(),
+            upstream: UpstreamName::new("crm").unwrap(),
+            user: None,
+        };
+        let sealed = master
+            .seal(&at.place(), &warden_vault::Secret::new(secret))
+            .unwrap();
+        store.put_secret(&at, sealed).await.unwrap();
+    }
+    let gateway = Gateway::start(config, store.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind(any).await.unwrap();
     let admin_listener = tokio::net::TcpListener::bind(any).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -221,6 +322,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         },
     ));
     Harness {
+        tls,
         dir,
         addr,
         admin,
@@ -240,7 +342,8 @@ pub fn tenant() -> TenantId {
 
 impl Harness {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub fn token(&self, agent: &str) -> String {

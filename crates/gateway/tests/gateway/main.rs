@@ -16,3 +16,5 @@ mod auth;
 mod bad_input;
 mod enforcement;
 mod fail_closed;
+mod mtls;
+mod secrets;

@@ -2,6 +2,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
 use super::*;
+use crate::SigningKey;
 
 const TD: &str = "warden.local";
 
@@ -10,7 +11,7 @@ fn key() -> Arc<SigningKey> {
 }
 
 fn pair() -> (TokenIssuer, TokenVerifier) {
-    let k = key();
+    let k = Arc::new(KeyRing::single(key()));
     (
         TokenIssuer::new(
             k.clone(),
@@ -19,13 +20,7 @@ fn pair() -> (TokenIssuer, TokenVerifier) {
             TD,
             Duration::from_secs(3600),
         ),
-        TokenVerifier::new(
-            vec![k],
-            "warden",
-            "warden-gateway",
-            TD,
-            Duration::from_secs(5),
-        ),
+        TokenVerifier::new(k, "warden", "warden-gateway", TD, Duration::from_secs(5)),
     )
 }
 
@@ -90,7 +85,7 @@ fn ttl_is_capped() {
 #[test]
 fn expired_future_wrong_audience_and_issuer_are_refused() {
     let (issuer, verifier) = pair();
-    let k = issuer.key.clone();
+    let k = issuer.keys.active();
     let mut c = claims(&issuer);
     c["exp"] = (now_secs() - 60).into();
     assert_eq!(verifier.verify(&signed(&c, &k)), Err(TokenError::Expired));
@@ -114,7 +109,7 @@ fn expired_future_wrong_audience_and_issuer_are_refused() {
 #[test]
 fn subjects_must_be_agents_of_the_tenant() {
     let (issuer, verifier) = pair();
-    let k = issuer.key.clone();
+    let k = issuer.keys.active();
     for sub in [
         "spiffe://warden.local/tenant/other/agent/bot",
         "spiffe://evil.example/tenant/default/agent/bot",
@@ -144,7 +139,7 @@ fn forged_and_confused_tokens_are_refused() {
     let parts: Vec<&str> = t.split('.').collect();
     // Another key with the same kid cannot sign.
     let (other, _) = pair();
-    let forged = signed(&claims(&issuer), &other.key);
+    let forged = signed(&claims(&issuer), &other.keys.active());
     assert!(verifier.verify(&forged).is_err());
     // Changed payload, original signature.
     let mut c = claims(&issuer);
@@ -158,7 +153,7 @@ fn forged_and_confused_tokens_are_refused() {
     for alg in ["none", "HS256", "RS256"] {
         let header = B64.encode(format!(
             r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#,
-            issuer.key.kid()
+            issuer.keys.active().kid()
         ));
         let token = format!("{header}.{}.", parts[1]);
         assert!(verifier.verify(&token).is_err(), "{alg}");
@@ -179,6 +174,6 @@ fn forged_and_confused_tokens_are_refused() {
     // No kid.
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = None;
-    let nokid = encode(&header, &claims(&issuer), issuer.key.encoding()).unwrap();
+    let nokid = encode(&header, &claims(&issuer), issuer.keys.active().encoding()).unwrap();
     assert!(verifier.verify(&nokid).is_err());
 }

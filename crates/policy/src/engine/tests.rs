@@ -261,6 +261,7 @@ fn slices_decide_exactly_as_the_whole_set() {
         "@id(\"docs\") permit(principal, action == Warden::Action::\"docs/search\", resource);\n",
     );
     text.push_str("@id(\"in\") permit(principal in Warden::Agent::\"agent-3\", action == Warden::Action::\"crm/get_customer\", resource);\n");
+    text.push_str("@id(\"alice-refund\") permit(principal == Warden::User::\"alice\", action == Warden::Action::\"crm/refund\", resource) when { context.args.amount.lessThan(decimal(\"10.0\")) };\n");
     let e = engine(&text);
     let mut allowed = 0;
     for agent in (0..35).map(|i| format!("agent-{i}")) {
@@ -298,4 +299,47 @@ fn slices_decide_exactly_as_the_whole_set() {
         allowed > 100,
         "the comparison must cover allows too: {allowed}"
     );
+}
+
+#[test]
+fn a_delegated_request_needs_both_the_agent_and_the_user_g3() {
+    let e = engine(
+        r#"@id("bot-refund") @reason("the bot handles refunds")
+           permit(principal == Warden::Agent::"bot", action == Warden::Action::"crm/refund", resource);
+           @id("alice-small") @reason("alice may refund small amounts")
+           permit(principal == Warden::User::"alice", action == Warden::Action::"crm/refund", resource)
+           when { context.args.amount.lessThan(decimal("100.0")) };
+           @id("bob-search")
+           permit(principal == Warden::User::"bob", action == Warden::Action::"docs/search", resource);"#,
+    );
+    let small = args(json!({"amount": 5}));
+    let big = args(json!({"amount": 500}));
+    let as_user = |agent, user, a| Request {
+        user: Some(user),
+        ..call(agent, "crm", "refund", a)
+    };
+    // Both permitted.
+    let d = e.authorize(&as_user("bot", "alice", &small));
+    assert!(d.is_allow(), "{d:?}");
+    assert_eq!(d.policies, ["alice-small", "bot-refund"]);
+    // The agent may, but the user may not: denied, and the reason says so.
+    let d = e.authorize(&as_user("bot", "alice", &big));
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(
+        d.reasons[0].starts_with("the user `alice` may not do this"),
+        "{d:?}"
+    );
+    let d = e.authorize(&as_user("bot", "bob", &small));
+    assert_eq!(d.effect, Effect::Deny, "bob has no refund rights");
+    // The user may, but the agent may not.
+    assert!(!e.authorize(&as_user("other", "alice", &small)).is_allow());
+    // Acting alone, only the agent's rights count.
+    assert!(e.authorize(&call("bot", "crm", "refund", &big)).is_allow());
+    // Lists follow the same rule.
+    assert!(e.may_list(&as_user("bot", "alice", &small)));
+    assert!(!e.may_list(&as_user("bot", "bob", &small)));
+    // A user principal never stands in for an agent: a user's permit does
+    // not let an agent of the same name act.
+    let q = args(json!({}));
+    assert!(!e.authorize(&call("bob", "docs", "search", &q)).is_allow());
 }
