@@ -15,6 +15,10 @@ cargo build --quiet --bin warden --bin warden-example-mcp
 export PATH="$root/target/debug:$PATH"
 
 dir="$root/target/quickstart"
+# A directory made from an older version of the example is made again.
+if [ -f "$dir/warden.toml" ] && ! cmp -s examples/quickstart/warden.toml "$dir/warden.toml"; then
+  rm -rf "$dir"
+fi
 if [ ! -f "$dir/warden.toml" ]; then
   echo "==> warden init $dir --example examples/quickstart"
   warden init "$dir" --example examples/quickstart
@@ -40,9 +44,9 @@ done
 token="$(warden token issue --agent support-assistant --ttl 1h)"
 cat <<INFO
 
-Warden is up.
-  MCP endpoint (all upstreams): http://127.0.0.1:8080/mcp
-  one upstream:                 http://127.0.0.1:8080/mcp/crm   (also docs, hr, mail)
+Warden is up (TLS, with its own CA: trust $dir/keys/ca/bundle.pem).
+  MCP endpoint (all upstreams): https://127.0.0.1:8080/mcp
+  one upstream:                 https://127.0.0.1:8080/mcp/crm   (also docs, hr, mail)
   agent token (support-assistant, 1 h):
     $token
 
@@ -50,11 +54,18 @@ Point any MCP client at the endpoint with "Authorization: Bearer <token>".
 Here is one (the official Rust SDK) calling through Warden:
 
 INFO
-warden-example-mcp demo http://127.0.0.1:8080/mcp "$token"
+warden-example-mcp demo https://127.0.0.1:8080/mcp "$token" --ca keys/ca/bundle.pem
 
 echo
-echo "==> warden audit tail -n 8 (one record per request, hash-chained)"
-warden audit tail -n 8
+echo "==> the same agent with its own certificate instead of a token (mTLS)"
+echo "    warden agent cert support-assistant --out agent   # key made here, cert from Warden's CA"
+warden agent cert support-assistant --out agent --ttl 1h
+echo "    POST /oauth/token grant_type=client_credentials over mTLS -> a token bound to the certificate"
+warden-example-mcp demo https://127.0.0.1:8080/mcp --ca keys/ca/bundle.pem --cert agent/cert.pem --key agent/key.pem
+
+echo
+echo "==> warden audit tail -n 10 (one record per request, hash-chained)"
+warden audit tail -n 10
 echo "==> warden audit verify"
 warden audit verify
 

@@ -159,13 +159,15 @@ async fn change_agent(
         Err(r) => return r,
     };
     let state = match action.as_str() {
-        "suspend" => AgentState::Suspended,
-        "resume" => AgentState::Active,
-        "revoke" => AgentState::Revoked,
+        "suspend" => Some(AgentState::Suspended),
+        "resume" => Some(AgentState::Active),
+        "revoke" => Some(AgentState::Revoked),
+        "retire" => Some(AgentState::Retired),
+        "rotate" => None,
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
-                "unknown action: use suspend, resume or revoke",
+                "unknown action: use suspend, resume, revoke, retire or rotate",
             );
         }
     };
@@ -173,11 +175,12 @@ async fn change_agent(
         Ok(n) => n,
         Err(r) => return r,
     };
-    match gw
-        .store
-        .set_agent_state(&gw.config.identity.default_tenant, &name, state)
-        .await
-    {
+    let tenant = &gw.config.identity.default_tenant;
+    let changed = match state {
+        Some(state) => gw.store.set_agent_state(tenant, &name, state).await,
+        None => gw.store.rotate_agent(tenant, &name).await,
+    };
+    match changed {
         Ok(agent) => {
             record_change(&gw, &op, peer, &name, &action).await;
             Json(agent).into_response()

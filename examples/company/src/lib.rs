@@ -424,10 +424,75 @@ pub struct DemoReport {
     pub calls: Vec<(String, String, bool)>,
 }
 
-/// Connects to Warden at `url` with `token` as an agent would (the official
-/// SDK's client), lists the tools and makes a few calls: some that policy
-/// allows and some that it denies.
-pub async fn demo(url: &str, token: &str) -> anyhow::Result<DemoReport> {
+/// How the demo agent proves who it is.
+#[derive(Debug, Clone)]
+pub enum DemoAuth {
+    /// A bearer token (over HTTPS if `ca` names the CA bundle to trust).
+    Token {
+        /// The access token.
+        token: String,
+        /// The CA bundle (PEM) for an `https://` URL.
+        ca: Option<String>,
+    },
+    /// The agent's certificate (mTLS): the demo asks Warden's token endpoint
+    /// for a token bound to it (`client_credentials`) and uses that.
+    Certificate {
+        /// The CA bundle (PEM).
+        ca: String,
+        /// The agent's certificate (PEM).
+        cert: String,
+        /// The agent's private key (PEM).
+        key: String,
+    },
+}
+
+/// An HTTP client trusting `ca` and presenting `identity` (cert, key).
+fn tls_client(ca: &str, identity: Option<(&str, &str)>) -> anyhow::Result<reqwest::Client> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    let tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain =
+                CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>()?;
+            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_slice(key.as_bytes())?)?
+        }
+    };
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()?)
+}
+
+/// A bound token from Warden's token endpoint, over mTLS.
+async fn client_credentials(client: &reqwest::Client, mcp_url: &str) -> anyhow::Result<String> {
+    let mut url = reqwest::Url::parse(mcp_url)?;
+    url.set_path("/oauth/token");
+    let resp = client
+        .post(url)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)?;
+    match body.get("access_token").and_then(|t| t.as_str()) {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => anyhow::bail!("the token endpoint answered {status}: {body}"),
+    }
+}
+
+/// Connects to Warden at `url` as an agent would (the official SDK's
+/// client), lists the tools and makes a few calls: some that policy allows
+/// and some that it denies.
+pub async fn demo(url: &str, auth: &DemoAuth) -> anyhow::Result<DemoReport> {
     use rmcp::ServiceExt;
     use rmcp::model::{CallToolRequestParams, object};
     use rmcp::transport::StreamableHttpClientTransport;
@@ -436,9 +501,20 @@ pub async fn demo(url: &str, token: &str) -> anyhow::Result<DemoReport> {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let config =
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token.to_owned());
-    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await?;
+    let (http, token) = match auth {
+        DemoAuth::Token { token, ca: None } => (reqwest::Client::new(), token.clone()),
+        DemoAuth::Token {
+            token,
+            ca: Some(ca),
+        } => (tls_client(ca, None)?, token.clone()),
+        DemoAuth::Certificate { ca, cert, key } => {
+            let http = tls_client(ca, Some((cert, key)))?;
+            let token = client_credentials(&http, url).await?;
+            (http, token)
+        }
+    };
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token);
+    let client = ().serve(StreamableHttpClientTransport::with_client(http, config)).await?;
     let tools = client
         .list_all_tools()
         .await?

@@ -1,21 +1,52 @@
 //! `warden-example-mcp [--service docs|crm|hr|mail] [--http ADDR]`: one of
 //! the example company's MCP servers, on stdio (default) or Streamable HTTP.
 //!
-//! `warden-example-mcp demo URL TOKEN`: an agent (the official SDK's client)
-//! that lists its tools through Warden and makes allowed and denied calls.
+//! `warden-example-mcp demo URL [TOKEN] [--ca FILE] [--cert FILE --key FILE]`:
+//! an agent (the official SDK's client) that lists its tools through Warden
+//! and makes allowed and denied calls, with a bearer token, or with its
+//! certificate (mTLS: it gets a certificate-bound token first).
 
 use std::net::SocketAddr;
 
-use warden_example::{Service, serve_http, serve_stdio};
+use warden_example::{DemoAuth, Service, serve_http, serve_stdio};
+
+const USAGE: &str = "usage: warden-example-mcp [--service docs|crm|hr|mail] [--http ADDR]\n       warden-example-mcp demo URL [TOKEN] [--ca FILE] [--cert FILE --key FILE]";
+
+fn demo_auth(args: &[String]) -> anyhow::Result<DemoAuth> {
+    let mut token = None;
+    let (mut ca, mut cert, mut key) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut file = || -> anyhow::Result<String> {
+            let path = it
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("{arg} needs a file"))?;
+            Ok(std::fs::read_to_string(path)?)
+        };
+        match arg.as_str() {
+            "--ca" => ca = Some(file()?),
+            "--cert" => cert = Some(file()?),
+            "--key" => key = Some(file()?),
+            other if token.is_none() && !other.starts_with("--") => token = Some(other.to_owned()),
+            other => anyhow::bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    match (token, ca, cert, key) {
+        (Some(token), ca, None, None) => Ok(DemoAuth::Token { token, ca }),
+        (None, Some(ca), Some(cert), Some(key)) => Ok(DemoAuth::Certificate { ca, cert, key }),
+        _ => anyhow::bail!("{USAGE}"),
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("demo") {
-        let (Some(url), Some(token)) = (argv.get(2), argv.get(3)) else {
-            anyhow::bail!("usage: warden-example-mcp demo URL TOKEN");
+        let Some(url) = argv.get(2) else {
+            anyhow::bail!("{USAGE}");
         };
-        let report = warden_example::demo(url, token).await?;
+        let auth = demo_auth(argv.get(3..).unwrap_or_default())?;
+        let report = warden_example::demo(url, &auth).await?;
         println!("tools the agent is shown: {}", report.tools.join(", "));
         for (what, result, allowed) in report.calls {
             let mark = if allowed { "ALLOWED" } else { "DENIED " };
@@ -40,9 +71,7 @@ async fn main() -> anyhow::Result<()> {
             }
             "--http" => http = Some(args.next().unwrap_or_default().parse()?),
             "-h" | "--help" => {
-                println!(
-                    "usage: warden-example-mcp [--service docs|crm|hr|mail] [--http ADDR]\n       warden-example-mcp demo URL TOKEN"
-                );
+                println!("{USAGE}");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument `{other}`"),

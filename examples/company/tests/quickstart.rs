@@ -15,11 +15,20 @@ use std::time::Duration;
 
 use warden_config::{Config, Transport};
 use warden_core::{AgentName, TenantId};
+use warden_example::DemoAuth;
 use warden_gateway::Gateway;
-use warden_identity::{KeyRing, SigningKey, TokenIssuer};
-use warden_store::{NewAgent, SqliteStore, Store};
+use warden_identity::ca::generate_agent_csr;
+use warden_identity::{CaFiles, KeyRing, SigningKey, TokenIssuer};
+use warden_store::{CertRecord, NewAgent, SqliteStore, Store};
 
-async fn quickstart() -> (tempfile::TempDir, Arc<Gateway>, String, TokenIssuer) {
+async fn quickstart() -> (
+    tempfile::TempDir,
+    Arc<Gateway>,
+    String,
+    TokenIssuer,
+    Arc<dyn Store>,
+) {
+    warden_gateway::install_crypto_provider();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../quickstart");
     let mut config = Config::load(&example.join("warden.toml")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -43,6 +52,9 @@ async fn quickstart() -> (tempfile::TempDir, Arc<Gateway>, String, TokenIssuer) 
         .unwrap();
     config.identity.signing_key = tmp.path().join("signing.pem");
     config.identity.ca_dir = tmp.path().join("ca");
+    CaFiles::in_dir(&config.identity.ca_dir)
+        .create(&config.identity.trust_domain)
+        .unwrap();
     std::fs::write(
         &config.identity.signing_key,
         SigningKey::generate_pem().unwrap(),
@@ -57,22 +69,25 @@ async fn quickstart() -> (tempfile::TempDir, Arc<Gateway>, String, TokenIssuer) 
         &id.trust_domain,
         id.max_token_ttl,
     );
-    let gateway = Gateway::start(config, store).await.unwrap();
+    let gateway = Gateway::start(config, store.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let url = format!(
+        "https://127.0.0.1:{}/mcp",
+        listener.local_addr().unwrap().port()
+    );
     tokio::spawn(warden_gateway::serve(
         gateway.clone(),
         listener,
         admin,
         std::future::pending(),
     ));
-    (tmp, gateway, url, issuer)
+    (tmp, gateway, url, issuer, store)
 }
 
 #[tokio::test]
 async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_crash() {
-    let (_tmp, gateway, url, issuer) = quickstart().await;
+    let (_tmp, gateway, url, issuer, gateway_store) = quickstart().await;
     let engine = gateway.policy().engine().unwrap();
     assert_eq!(
         engine.policy_count(),
@@ -88,7 +103,52 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
         )
         .unwrap()
         .token;
-    let report = warden_example::demo(&url, &token).await.unwrap();
+    let ca = std::fs::read_to_string(_tmp.path().join("ca/bundle.pem")).unwrap();
+    let by_token = DemoAuth::Token {
+        token: token.clone(),
+        ca: Some(ca.clone()),
+    };
+    let report = warden_example::demo(&url, &by_token).await.unwrap();
+    // With the agent's certificate instead (mTLS, a bound token): the same.
+    let (authority, _) = CaFiles::in_dir(&_tmp.path().join("ca"))
+        .load("warden.local")
+        .unwrap();
+    let tenant = TenantId::new("default").unwrap();
+    let agent = AgentName::new("support-assistant").unwrap();
+    let (key, csr) =
+        generate_agent_csr(&warden_identity::spiffe_id("warden.local", &tenant, &agent)).unwrap();
+    let cert = authority
+        .sign_agent_csr(&csr, &tenant, &agent, Duration::from_secs(300))
+        .unwrap();
+    gateway_store
+        .record_cert(CertRecord {
+            serial: cert.serial.clone(),
+            tenant,
+            agent,
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            thumbprint: cert.thumbprint.clone(),
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let by_cert = DemoAuth::Certificate {
+        ca,
+        cert: cert.pem,
+        key,
+    };
+    let mtls = warden_example::demo(&url, &by_cert).await.unwrap();
+    let outcomes = |r: &warden_example::DemoReport| {
+        (
+            r.tools.clone(),
+            r.calls.iter().map(|c| c.2).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        outcomes(&mtls),
+        outcomes(&report),
+        "the certificate's agent has the same rights"
+    );
     let mut tools = report.tools.clone();
     tools.sort();
     assert_eq!(tools, vec!["crm.get_customer", "docs.search", "mail.send"]);
@@ -122,7 +182,7 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ok = false;
     for _ in 0..10 {
-        if warden_example::demo(&url, &token)
+        if warden_example::demo(&url, &by_token)
             .await
             .is_ok_and(|r| r.calls[0].2)
         {

@@ -16,6 +16,17 @@ use crate::cli::AgentCommand;
 use crate::context::{duration, print_json};
 use crate::{Failure, Outcome};
 
+fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 pub async fn run(config: &Config, store: &dyn Store, cmd: &AgentCommand) -> Outcome {
     let tenant = &config.identity.default_tenant;
     match cmd {
@@ -113,7 +124,11 @@ pub async fn run(config: &Config, store: &dyn Store, cmd: &AgentCommand) -> Outc
                 for path in &written {
                     println!("wrote {}", path.display());
                 }
-                println!("serial {} valid until {}", cert.serial, cert.not_after);
+                println!(
+                    "serial {} valid until {}",
+                    cert.serial,
+                    rfc3339(cert.not_after)
+                );
             } else {
                 print!("{}", cert.pem);
             }
@@ -134,10 +149,10 @@ pub async fn run(config: &Config, store: &dyn Store, cmd: &AgentCommand) -> Outc
             );
             for c in certs {
                 println!(
-                    "{:<34} {:<12} {:<12} {}",
+                    "{:<34} {:<20} {:<20} {}",
                     c.serial,
-                    c.not_before,
-                    c.not_after,
+                    rfc3339(c.not_before),
+                    rfc3339(c.not_after),
                     c.revoked_at.as_deref().unwrap_or("-")
                 );
             }

@@ -12,6 +12,7 @@
 mod audit;
 mod commands;
 mod examples;
+mod identity;
 mod serve;
 
 use std::path::{Path, PathBuf};

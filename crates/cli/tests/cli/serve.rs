@@ -1,5 +1,5 @@
 //! `warden serve` as a process: it starts, answers, shuts down on SIGTERM,
-//! and its logs never hold a token.
+//! and its logs never hold a token or an upstream secret.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -43,7 +43,37 @@ fn serve_answers_and_never_logs_a_token() {
         .unwrap()
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
         .replace("127.0.0.1:8081", &format!("127.0.0.1:{admin}"));
+    // A real upstream (the example company's crm, over HTTP) that needs a
+    // credential Warden holds.
+    let upstream_rt = tokio::runtime::Runtime::new().unwrap();
+    let crm = upstream_rt
+        .block_on(warden_example::serve_http(
+            warden_example::Service::Crm,
+            ([127, 0, 0, 1], 0).into(),
+        ))
+        .unwrap();
+    let config = format!(
+        "{config}\n[[upstreams]]\nname = \"crm\"\nurl = \"{}\"\nauth = {{ type = \"bearer\" }}\n",
+        crm.url()
+    );
     std::fs::write(dir.join("warden.toml"), config).unwrap();
+    std::fs::write(
+        dir.join("policies/bot.cedar"),
+        r#"permit(principal == Warden::Agent::"bot", action == Warden::Action::"crm/get_customer", resource);"#,
+    )
+    .unwrap();
+    let secret = "sk-upstream-7f3a9c1e5b";
+    let set = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["secret", "set", "crm", "--from-env", "CRM_SECRET"])
+        .current_dir(&dir)
+        .env("CRM_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
     assert_eq!(warden(&dir, &["agent", "create", "bot"]).code, 0);
     let token = warden(&dir, &["token", "issue", "--agent", "bot"])
         .stdout
@@ -67,6 +97,18 @@ fn serve_answers_and_never_logs_a_token() {
     }
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     assert_eq!(post(port, &token, list), 200);
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crm.get_customer","arguments":{"id":"c-1"}}}"#;
+    assert_eq!(post(port, &token, call), 200);
+    assert_eq!(crm.calls.get(), 1);
+    let seen = crm.credentials_seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&format!("authorization: Bearer {secret}")),
+        "the upstream got Warden's credential: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|s| s.contains(&token)),
+        "the agent's token is never forwarded"
+    );
     let forged = format!("{token}x");
     assert_eq!(post(port, &forged, list), 401);
     assert_eq!(warden(&dir, &["agent", "revoke", "bot"]).code, 0);
@@ -105,6 +147,10 @@ fn serve_answers_and_never_logs_a_token() {
     assert!(
         logs.contains(r#""agent.id":"bot""#),
         "the logs should show the requests: {logs}"
+    );
+    assert!(
+        !logs.contains(secret),
+        "an upstream secret leaked into the logs"
     );
     let signature = token.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature), "a token leaked into the logs");

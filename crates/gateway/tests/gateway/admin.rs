@@ -107,6 +107,31 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
         .await;
     assert_eq!(status, 401, "suspension through the API applies at once");
 
+    // Rotation refuses the tokens issued before it, at once.
+    let old = h.token("b");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let rotated = http
+        .post(url("/v1/agents/b/rotate"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status().as_u16(), 200);
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let (status, _, body) = h.post("/mcp/docs", Some(&old), list).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(h.post("/mcp/docs", Some(&h.token("b")), list).await.0, 200);
+    // Retirement is final.
+    for (action, code) in [("retire", 200), ("resume", 409), ("dance", 404)] {
+        let r = http
+            .post(url(&format!("/v1/agents/c/{action}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{action}");
+    }
+
     let audit: Value = http
         .get(url("/v1/audit?limit=1000"))
         .bearer_auth(&auditor)
@@ -122,10 +147,14 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
         .iter()
         .filter_map(|e| e["record"]["method"].as_str())
         .collect();
-    assert!(
-        methods.contains(&"agent.create") && methods.contains(&"agent.suspend"),
-        "{methods:?}"
-    );
+    for m in [
+        "agent.create",
+        "agent.suspend",
+        "agent.rotate",
+        "agent.retire",
+    ] {
+        assert!(methods.contains(&m), "{m} in {methods:?}");
+    }
     let verify: Value = http
         .get(url("/v1/audit/verify"))
         .bearer_auth(&auditor)
