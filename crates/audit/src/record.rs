@@ -83,6 +83,30 @@ pub struct Outcome {
 }
 
 impl AuditRecord {
+    /// A request record at `endpoint` from `source`, not yet decided
+    /// (its decision says so until the request is authorized).
+    pub fn request(time: String, endpoint: String, source: Option<String>) -> Self {
+        Self {
+            kind: RecordKind::Request,
+            request_id: warden_core::RequestId::new().to_string(),
+            time,
+            tenant: None,
+            agent: None,
+            user: None,
+            source,
+            endpoint,
+            method: None,
+            upstream: None,
+            action: None,
+            resource: None,
+            args_digest: None,
+            decision: Decision::deny("not authorized yet"),
+            status: None,
+            error: None,
+            outcome: None,
+        }
+    }
+
     /// A record of an operator's change: `operator` did `operation` (e.g.
     /// `agent.suspend`) to `agent` of `tenant`, at `time` (RFC 3339).
     pub fn admin(

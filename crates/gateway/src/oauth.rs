@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
-use warden_audit::{AuditRecord, RecordKind};
-use warden_core::{Decision, Effect, RequestId};
+use warden_audit::AuditRecord;
+use warden_core::{Decision, Effect};
 use warden_identity::ca::cert_identity;
 use warden_store::CertRecord;
 
@@ -104,25 +104,9 @@ impl OauthError {
 
 /// The audit record of one identity request.
 fn record(peer: &Peer, endpoint: &str, method: &str) -> AuditRecord {
-    AuditRecord {
-        kind: RecordKind::Request,
-        request_id: RequestId::new().to_string(),
-        time: now(),
-        tenant: None,
-        agent: None,
-        user: None,
-        source: Some(peer.addr.to_string()),
-        endpoint: endpoint.into(),
-        method: Some(method.into()),
-        upstream: None,
-        action: None,
-        resource: None,
-        args_digest: None,
-        decision: Decision::deny("not authorized yet"),
-        status: None,
-        error: None,
-        outcome: None,
-    }
+    let mut rec = AuditRecord::request(now(), endpoint.into(), Some(peer.addr.to_string()));
+    rec.method = Some(method.into());
+    rec
 }
 
 /// Writes `rec` with the result, then answers; if the record cannot be

@@ -78,21 +78,33 @@ impl TokenIssuer {
 impl TokenVerifier {
     /// Verifies an admin API token.
     pub fn verify_admin(&self, token: &str) -> Result<Operator, TokenError> {
+        let claims: AdminClaims = self.verify_for_audience(token, admin_audience)?;
+        Ok(Operator {
+            name: claims.sub,
+            role: claims.role,
+        })
+    }
+
+    /// Verifies a token whose audience is this verifier's, mapped by
+    /// `audience` (admin and user tokens never pass as agent tokens).
+    pub(crate) fn verify_for_audience<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: fn(&str) -> String,
+    ) -> Result<T, TokenError> {
         let key = self.key_for(token)?;
         let mut validation = self.validation.clone();
-        let audience = self
+        let audiences = self
             .validation
             .aud
             .iter()
             .flatten()
-            .map(|a| admin_audience(a))
+            .map(|a| audience(a))
             .collect::<Vec<_>>();
-        validation.set_audience(&audience);
-        let data = decode::<AdminClaims>(token, &key, &validation).map_err(map_jwt_error)?;
-        Ok(Operator {
-            name: data.claims.sub,
-            role: data.claims.role,
-        })
+        validation.set_audience(&audiences);
+        decode::<T>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(map_jwt_error)
     }
 
     pub(crate) fn key_for(&self, token: &str) -> Result<DecodingKey, TokenError> {

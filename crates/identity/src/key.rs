@@ -135,6 +135,12 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 impl KeyRing {
+    /// A ring with a fresh key (for tests and benchmarks).
+    pub fn generate() -> Result<Self, KeyError> {
+        let key = SigningKey::from_pem(&SigningKey::generate_pem()?)?;
+        Ok(Self::single(Arc::new(key)))
+    }
+
     /// A ring with one active key and no retired ones.
     pub fn single(active: Arc<SigningKey>) -> Self {
         Self::new(active, Vec::new())

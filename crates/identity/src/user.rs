@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::decode;
 use serde::{Deserialize, Serialize};
 use warden_core::{TenantId, UserName};
 
-use crate::token::{TokenError, map_jwt_error};
+use crate::token::TokenError;
 use crate::{Issued, TokenIssuer, TokenVerifier};
 
 /// A directory user's role.
@@ -110,18 +109,7 @@ impl TokenVerifier {
     /// Verifies a user token of Warden's directory (the caller still checks
     /// that the user exists and is active).
     pub fn verify_user(&self, token: &str) -> Result<VerifiedUser, TokenError> {
-        let key = self.key_for(token)?;
-        let mut validation = self.validation.clone();
-        let audience = self
-            .validation
-            .aud
-            .iter()
-            .flatten()
-            .map(|a| user_audience(a))
-            .collect::<Vec<_>>();
-        validation.set_audience(&audience);
-        let data = decode::<UserClaims>(token, &key, &validation).map_err(map_jwt_error)?;
-        let c = data.claims;
+        let c: UserClaims = self.verify_for_audience(token, user_audience)?;
         Ok(VerifiedUser {
             tenant: TenantId::new(&c.tenant).map_err(|e| TokenError::Invalid(e.to_string()))?,
             user: UserName::new(&c.sub).map_err(|e| TokenError::Invalid(e.to_string()))?,
@@ -146,12 +134,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{KeyRing, SigningKey};
+    use crate::KeyRing;
 
     #[test]
     fn user_agent_and_admin_tokens_do_not_mix() {
-        let key = Arc::new(SigningKey::from_pem(&SigningKey::generate_pem().unwrap()).unwrap());
-        let ring = Arc::new(KeyRing::single(key));
+        let ring = Arc::new(KeyRing::generate().unwrap());
         let issuer = TokenIssuer::new(
             ring.clone(),
             "warden",

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_audit::{AuditRecord, Outcome, RecordKind};
-use warden_core::{Decision, Effect, RequestId};
+use warden_core::{Decision, Effect};
 use warden_mcp::{ErrorCode, Id, error_response};
 
 use crate::Gateway;
@@ -43,25 +43,7 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 impl Exchange {
     pub(crate) fn new(gw: &Arc<Gateway>, endpoint: String, peer: &Peer) -> Self {
-        let rec = AuditRecord {
-            kind: RecordKind::Request,
-            request_id: RequestId::new().to_string(),
-            time: now_rfc3339(),
-            tenant: None,
-            agent: None,
-            user: None,
-            source: Some(peer.addr.to_string()),
-            endpoint,
-            method: None,
-            upstream: None,
-            action: None,
-            resource: None,
-            args_digest: None,
-            decision: Decision::deny("not authorized yet"),
-            status: None,
-            error: None,
-            outcome: None,
-        };
+        let rec = AuditRecord::request(now_rfc3339(), endpoint, Some(peer.addr.to_string()));
         Self {
             gw: gw.clone(),
             peer: peer.clone(),
