@@ -131,12 +131,7 @@ impl AuditRecord {
             action: None,
             resource: None,
             args_digest: None,
-            decision: Decision {
-                effect: warden_core::Effect::Allow,
-                policies: Vec::new(),
-                reasons: vec![format!("operator `{operator}`")],
-                errors: Vec::new(),
-            },
+            decision: Decision::allow(Vec::new(), vec![format!("operator `{operator}`")]),
             status: None,
             error: None,
             outcome: None,

@@ -21,7 +21,9 @@ use warden_bench::upstream::TOOLS;
 use warden_core::{AgentName, Decision, TenantId};
 use warden_identity::{KeyRing, SigningKey, TokenIssuer, TokenVerifier};
 use warden_mcp::{Message, ToolCatalog, ToolDef, classify, parse_message};
-use warden_policy::{Catalogs, PolicyEngine, PolicySources, Request, SourceFile, Target};
+use warden_policy::{
+    Catalogs, PolicyEngine, PolicySources, Request, RequestContext, SourceFile, Target,
+};
 use warden_store::{NewAgent, SqliteStore, Store};
 
 const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"lookup_3","arguments":{"id":"c-42","limit":5}}}"#;
@@ -96,6 +98,7 @@ fn policy(c: &mut Criterion) {
     };
     let name = agent(7);
     let tool = tool_of(7);
+    let context = RequestContext::at(1_795_428_000);
     let request = Request {
         agent: &name,
         user: None,
@@ -104,6 +107,7 @@ fn policy(c: &mut Criterion) {
             tool: &tool,
             args: &args,
         },
+        context: &context,
     };
     assert!(big.authorize(&request).is_allow());
     c.bench_function(

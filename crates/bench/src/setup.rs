@@ -40,6 +40,7 @@ pub fn policies() -> String {
             (i + 1) % TOOLS,
         ));
     }
+    out.push_str("@id(\"reach\")\npermit(principal, action == Warden::Action::\"connect\", resource == Warden::Upstream::\"bench\");\n");
     out.push_str("@id(\"no-bulk\")\nforbid(principal, action in Warden::Action::\"call_tool\", resource) when { context.args.limit > 1000 };\n");
     out.push_str("@id(\"no-admin-ids\")\nforbid(principal, action in Warden::Action::\"call_tool\", resource) when { context.args.id like \"admin-*\" };\n");
     out

@@ -17,8 +17,8 @@ use std::time::Duration;
 use warden_core::{TenantId, UpstreamName};
 
 pub use raw::{
-    RawAdmin, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage, RawTls,
-    RawUpstream, RawUpstreamAuth,
+    RawAdmin, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage, RawTasks, RawTls,
+    RawToolLabel, RawUpstream, RawUpstreamAuth,
 };
 
 /// Tokens live at most this long, whatever the config says.
@@ -70,8 +70,31 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Tokens and identities.
     pub identity: IdentityConfig,
+    /// Just-in-time task grants.
+    pub tasks: TasksConfig,
     /// The upstream tool servers, in file order.
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[tasks]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TasksConfig {
+    /// Lifetime of a task when none is asked for.
+    pub default_ttl: Duration,
+    /// Longest task.
+    pub max_ttl: Duration,
+}
+
+/// A tool's labels set in config; unset fields come from the upstream's
+/// labels, then the tool's MCP annotations and the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolLabelConfig {
+    /// `read_only`, `persistent` or `destructive`.
+    pub effect: Option<String>,
+    /// `public`, `internal`, `confidential` or `restricted`.
+    pub classification: Option<String>,
+    /// Whether it sends data outside the company.
+    pub external: Option<bool>,
 }
 
 /// `[gateway]`.
@@ -239,6 +262,10 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// The credential Warden adds when forwarding.
     pub auth: Option<UpstreamAuth>,
+    /// Labels of all its tools.
+    pub labels: ToolLabelConfig,
+    /// Labels of single tools, by name at the upstream.
+    pub tool_labels: BTreeMap<String, ToolLabelConfig>,
 }
 
 /// How an upstream is reached.
@@ -323,6 +350,11 @@ impl Config {
         .map_err(invalid)?;
         let upstreams =
             upstreams(raw.upstreams, &base, gateway.upstream_timeout.0).map_err(invalid)?;
+        if raw.tasks.default_ttl.0 > raw.tasks.max_ttl.0 || raw.tasks.default_ttl.0.is_zero() {
+            return Err(invalid(
+                "`tasks.default_ttl` must be above zero and at most `tasks.max_ttl`".into(),
+            ));
+        }
         Ok(Self {
             path: path.to_owned(),
             gateway: GatewayConfig {
@@ -355,6 +387,10 @@ impl Config {
                 delegated_token_ttl: identity.delegated_token_ttl.0,
                 master_key: base.join(identity.master_key),
                 oidc,
+            },
+            tasks: TasksConfig {
+                default_ttl: raw.tasks.default_ttl.0,
+                max_ttl: raw.tasks.max_ttl.0,
             },
             upstreams,
         })
@@ -464,6 +500,33 @@ fn oidc(
         });
     }
     Ok(out)
+}
+
+const EFFECTS: &[&str] = &["read_only", "persistent", "destructive"];
+const CLASSIFICATIONS: &[&str] = &["public", "internal", "confidential", "restricted"];
+
+fn label(what: &str, raw: RawToolLabel) -> Result<ToolLabelConfig, String> {
+    if let Some(e) = raw.effect.as_deref().filter(|e| !EFFECTS.contains(e)) {
+        return Err(format!(
+            "{what}: effect `{e}`: expected one of {}",
+            EFFECTS.join(", ")
+        ));
+    }
+    if let Some(c) = raw
+        .classification
+        .as_deref()
+        .filter(|c| !CLASSIFICATIONS.contains(c))
+    {
+        return Err(format!(
+            "{what}: classification `{c}`: expected one of {}",
+            CLASSIFICATIONS.join(", ")
+        ));
+    }
+    Ok(ToolLabelConfig {
+        effect: raw.effect,
+        classification: raw.classification,
+        external: raw.external,
+    })
 }
 
 fn upstream_auth(
@@ -619,11 +682,31 @@ fn upstreams(
             .auth
             .map(|a| upstream_auth(&u.name, a, stdio))
             .transpose()?;
+        let labels = label(
+            &format!("upstream `{}`", u.name),
+            RawToolLabel {
+                effect: u.effect,
+                classification: u.classification,
+                external: u.external,
+            },
+        )?;
+        let tool_labels = u
+            .tools
+            .into_iter()
+            .map(|(tool, l)| {
+                Ok((
+                    tool.clone(),
+                    label(&format!("tool `{}.{tool}`", u.name), l)?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
         out.push(UpstreamConfig {
             name: u.name,
             transport,
             timeout,
             auth,
+            labels,
+            tool_labels,
         });
     }
     Ok(out)

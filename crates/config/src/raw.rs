@@ -29,9 +29,40 @@ pub struct RawConfig {
     /// `[identity]`.
     #[serde(default)]
     pub identity: RawIdentity,
+    /// `[tasks]`.
+    #[serde(default)]
+    pub tasks: RawTasks,
     /// `[[upstreams]]`.
     #[serde(default)]
     pub upstreams: Vec<RawUpstream>,
+}
+
+/// `[tasks]`: just-in-time task grants.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTasks {
+    /// Default `30m`.
+    #[serde(default = "task_ttl")]
+    pub default_ttl: HumanDuration,
+    /// Default `8h`.
+    #[serde(default = "max_task_ttl")]
+    pub max_ttl: HumanDuration,
+}
+
+/// A tool's labels in config (`[upstreams.tools.NAME]`, or the upstream's
+/// own `classification`, `effect` and `external` for all its tools).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToolLabel {
+    /// `read_only`, `persistent` or `destructive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// `public`, `internal`, `confidential` or `restricted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
+    /// Whether it sends data outside the company.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<bool>,
 }
 
 /// `[gateway]`.
@@ -236,6 +267,18 @@ pub struct RawUpstream {
     /// The credential Warden adds when forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<RawUpstreamAuth>,
+    /// Labels of all its tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// Classification of all its tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<String>,
+    /// Whether all its tools send data outside the company.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<bool>,
+    /// Per-tool labels, by the tool's name at the upstream.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, RawToolLabel>,
 }
 
 macro_rules! defaults {
@@ -265,6 +308,8 @@ defaults! {
     delegated_token_ttl: HumanDuration = HumanDuration(Duration::from_secs(900));
     master_key: PathBuf = "keys/master.key".into();
     client_auth: String = "optional".into();
+    task_ttl: HumanDuration = HumanDuration(Duration::from_secs(1800));
+    max_task_ttl: HumanDuration = HumanDuration(Duration::from_secs(8 * 3600));
     user_claim: String = "sub".into();
 }
 
@@ -292,6 +337,15 @@ impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: admin_listen(),
+        }
+    }
+}
+
+impl Default for RawTasks {
+    fn default() -> Self {
+        Self {
+            default_ttl: task_ttl(),
+            max_ttl: max_task_ttl(),
         }
     }
 }

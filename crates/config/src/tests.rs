@@ -226,3 +226,34 @@ fn bad_identity_and_credential_settings_are_refused() {
         assert!(parse(bad).is_err(), "{why}");
     }
 }
+
+#[test]
+fn tool_labels_and_task_limits() {
+    let c = parse(
+        r#"
+        [tasks]
+        max_ttl = "2h"
+        [[upstreams]]
+        name = "hr"
+        url = "http://127.0.0.1:9000/mcp"
+        classification = "confidential"
+        [upstreams.tools.export]
+        external = true
+        effect = "persistent"
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(c.tasks.max_ttl, Duration::from_secs(7200));
+    assert_eq!(c.tasks.default_ttl, Duration::from_secs(1800));
+    let hr = c.upstream("hr").unwrap();
+    assert_eq!(hr.labels.classification.as_deref(), Some("confidential"));
+    assert_eq!(hr.tool_labels["export"].external, Some(true));
+    for bad in [
+        "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\nclassification = \"secret\"\n",
+        "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\n[upstreams.tools.t]\neffect = \"explosive\"\n",
+        "[[upstreams]]\nname = \"x\"\nurl = \"http://h/mcp\"\n[upstreams.tools.t]\nsink = true\n",
+        "[tasks]\ndefault_ttl = \"9h\"\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}

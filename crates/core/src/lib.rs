@@ -4,5 +4,5 @@
 mod decision;
 mod names;
 
-pub use decision::{Decision, Effect};
+pub use decision::{Approval, Decision, Effect, Obligations};
 pub use names::{AgentName, AgentState, NameError, RequestId, TenantId, UpstreamName, UserName};

@@ -19,6 +19,7 @@ use warden_identity::{CertIdentity, TokenVerifier, VerifiedToken, ca};
 use warden_store::Store;
 
 use crate::tls::Peer;
+use warden_policy::{AgentInfo, TaskGrant};
 
 /// Who is asking, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,12 @@ pub struct Principal {
     pub agent: AgentName,
     /// The human it acts for.
     pub user: Option<UserName>,
+    /// Whether a verified client certificate was presented.
+    pub mtls: bool,
+    /// The agent's registered attributes.
+    pub info: AgentInfo,
+    /// The open task the token is scoped to.
+    pub task: Option<TaskGrant>,
 }
 
 /// Why authentication failed. `Display` is safe to show to the caller.
@@ -252,10 +259,57 @@ pub async fn authenticate(
             "certificate issued before the agent's credentials were rotated".into(),
         ));
     }
+    let task = match token.as_ref().and_then(|t| t.task.as_deref()) {
+        Some(id) => Some(open_task(store, tenant, name, user.as_ref(), id).await?),
+        None => None,
+    };
     Ok(Principal {
         tenant: tenant.clone(),
         agent: name.clone(),
         user,
+        mtls: cert.is_some(),
+        info: AgentInfo {
+            owner: agent.owner,
+            purpose: agent.purpose,
+        },
+        task,
+    })
+}
+
+/// The open task `id` that a token is scoped to, as its grant: it must
+/// exist, be open, and be for this agent and user.
+async fn open_task(
+    store: &dyn Store,
+    tenant: &TenantId,
+    agent: &AgentName,
+    user: Option<&UserName>,
+    id: &str,
+) -> Result<TaskGrant, AuthError> {
+    let task = store
+        .task(tenant, id)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| {
+            AuthError::Token(format!(
+                "unknown task `{}`",
+                id.chars().take(64).collect::<String>()
+            ))
+        })?;
+    if &task.agent != agent || task.user.as_ref() != user {
+        return Err(AuthError::Token("the token does not match its task".into()));
+    }
+    if task.ended_at.is_some() {
+        return Err(AuthError::Token(format!("task `{}` has ended", task.id)));
+    }
+    if now_secs() >= task.expires_at {
+        return Err(AuthError::Token(format!("task `{}` has expired", task.id)));
+    }
+    Ok(TaskGrant {
+        id: task.id,
+        agent: task.agent.to_string(),
+        purpose: task.purpose,
+        expires_at: task.expires_at,
+        tools: task.tools,
     })
 }
 
@@ -311,6 +365,7 @@ mod tests {
             issued_at: expires_at - 60,
             expires_at,
             bound_to: None,
+            task: None,
         };
         // A live entry is served without verifying the (fake) token again...
         cache

@@ -19,6 +19,7 @@ mod mcp;
 mod oauth;
 mod policy_handle;
 mod sessions;
+mod taint;
 mod tls;
 mod upstream;
 
@@ -40,7 +41,7 @@ use warden_vault::{MASTER_KEY_ENV, MasterKey};
 pub use audit_log::{AuditError, AuditLog};
 pub use auth::{AuthError, Principal};
 pub use identity::Identity;
-pub use policy_handle::PolicyHandle;
+pub use policy_handle::{PolicyHandle, labels_of};
 pub use tls::{Peer, TlsListener};
 pub use upstream::{CallError, Credentials, Upstream};
 
@@ -70,6 +71,7 @@ pub struct Gateway {
     upstreams: BTreeMap<String, Arc<Upstream>>,
     audit: AuditLog,
     sessions: sessions::Sessions,
+    taints: taint::Taints,
     resources: RwLock<HashMap<String, UpstreamName>>,
 }
 
@@ -106,8 +108,13 @@ impl Gateway {
             upstreams.insert(u.name.to_string(), Arc::new(upstream));
         }
         let catalogs = load_catalogs(&upstreams, store.as_ref()).await;
-        let policy = PolicyHandle::new(config.policy.dir.clone(), catalogs.clone(), store.clone())
-            .map_err(StartError::Policy)?;
+        let policy = PolicyHandle::new(
+            config.policy.dir.clone(),
+            catalogs.clone(),
+            store.clone(),
+            labels_of(&config),
+        )
+        .map_err(StartError::Policy)?;
         let policy = Arc::new(policy);
         policy.watch(config.policy.reload_interval);
         for (name, catalog) in &catalogs {
@@ -128,6 +135,7 @@ impl Gateway {
             policy,
             upstreams,
             sessions: sessions::Sessions::default(),
+            taints: taint::Taints::default(),
             resources: RwLock::new(HashMap::new()),
         }))
     }

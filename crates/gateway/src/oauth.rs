@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 use warden_audit::AuditRecord;
-use warden_core::{Decision, Effect};
+use warden_core::Decision;
 use warden_identity::ca::cert_identity;
 use warden_store::CertRecord;
 
@@ -119,12 +119,7 @@ async fn finish(
     match &result {
         Ok(r) => {
             rec.status = Some(r.status().as_u16());
-            rec.decision = Decision {
-                effect: Effect::Allow,
-                policies: Vec::new(),
-                reasons: vec!["credential issued".into()],
-                errors: Vec::new(),
-            };
+            rec.decision = Decision::allow(Vec::new(), vec!["credential issued".into()]);
         }
         Err(e) => {
             rec.status = Some(e.status.as_u16());

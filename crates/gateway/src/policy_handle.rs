@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use warden_config::{Config, ToolLabelConfig};
 use warden_core::UpstreamName;
 use warden_mcp::ToolCatalog;
-use warden_policy::{Catalogs, Diagnostic, PolicyEngine, PolicySources};
+use warden_policy::{Catalogs, Diagnostic, LabelOverride, Labels, PolicyEngine, PolicySources};
 use warden_store::Store;
 
 /// The engine in force, and what it was built from.
@@ -19,6 +20,33 @@ pub struct PolicyHandle {
     inputs: Mutex<(PolicySources, Catalogs)>,
     rejected: Mutex<Option<String>>,
     store: Arc<dyn Store>,
+    labels: Labels,
+}
+
+fn label_override(l: &ToolLabelConfig) -> LabelOverride {
+    // The config validated these values; an unknown one is left unset.
+    LabelOverride {
+        effect: l.effect.as_deref().and_then(|e| e.parse().ok()),
+        classification: l.classification.as_deref().and_then(|c| c.parse().ok()),
+        external: l.external,
+    }
+}
+
+/// The tools' labels set in `config`.
+pub fn labels_of(config: &Config) -> Labels {
+    let mut labels = Labels::default();
+    for u in &config.upstreams {
+        labels
+            .upstreams
+            .insert(u.name.to_string(), label_override(&u.labels));
+        for (tool, l) in &u.tool_labels {
+            labels.tools.insert(
+                warden_policy::tool_action(u.name.as_str(), tool),
+                label_override(l),
+            );
+        }
+    }
+    labels
 }
 
 impl PolicyHandle {
@@ -27,15 +55,17 @@ impl PolicyHandle {
         dir: PathBuf,
         catalogs: Catalogs,
         store: Arc<dyn Store>,
+        labels: Labels,
     ) -> Result<Self, Vec<Diagnostic>> {
         let sources = PolicySources::read_dir(&dir).map_err(|d| vec![d])?;
-        let engine = PolicyEngine::build(&sources, &catalogs)?;
+        let engine = PolicyEngine::build_with(&sources, &catalogs, &labels)?;
         Ok(Self {
             dir,
             engine: RwLock::new(Arc::new(engine)),
             inputs: Mutex::new((sources, catalogs)),
             rejected: Mutex::new(None),
             store,
+            labels,
         })
     }
 
@@ -57,8 +87,8 @@ impl PolicyHandle {
         if rejected.as_deref() == Some(version.as_str()) {
             return Ok(false);
         }
-        let engine =
-            PolicyEngine::build(&sources, &inputs.1).inspect_err(|_| *rejected = Some(version))?;
+        let engine = PolicyEngine::build_with(&sources, &inputs.1, &self.labels)
+            .inspect_err(|_| *rejected = Some(version))?;
         tracing::info!(
             version = engine.version(),
             policies = engine.policy_count(),
@@ -82,7 +112,7 @@ impl PolicyHandle {
             }
             let mut catalogs = inputs.1.clone();
             catalogs.insert(upstream.clone(), catalog.clone());
-            match PolicyEngine::build(&inputs.0, &catalogs) {
+            match PolicyEngine::build_with(&inputs.0, &catalogs, &self.labels) {
                 Ok(engine) => {
                     inputs.1 = catalogs;
                     let _ = self.swap(engine);

@@ -112,6 +112,9 @@ mod tests {
             tenant: TenantId::new("t").unwrap(),
             agent: AgentName::new(agent).unwrap(),
             user: None,
+            mtls: false,
+            info: warden_policy::AgentInfo::default(),
+            task: None,
         }
     }
 

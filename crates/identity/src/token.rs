@@ -52,6 +52,10 @@ pub struct Claims {
     /// The certificate the token is bound to (RFC 8705).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The just-in-time task the token is scoped to: it is refused once the
+    /// task has ended or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// A token's proof-of-possession confirmation (RFC 8705 §3.1).
@@ -157,6 +161,31 @@ impl TokenIssuer {
         ttl: Duration,
         x5t_s256: Option<&str>,
     ) -> Result<Issued, TokenError> {
+        self.issue_claims(tenant, agent, user, ttl, x5t_s256, None)
+    }
+
+    /// Issues a token scoped to the task `task` (of `agent`, acting for
+    /// `user` if given).
+    pub fn issue_for_task(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+        user: Option<&UserName>,
+        ttl: Duration,
+        task: &str,
+    ) -> Result<Issued, TokenError> {
+        self.issue_claims(tenant, agent, user, ttl, None, Some(task))
+    }
+
+    fn issue_claims(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentName,
+        user: Option<&UserName>,
+        ttl: Duration,
+        x5t_s256: Option<&str>,
+        task: Option<&str>,
+    ) -> Result<Issued, TokenError> {
         let stamp = self.stamp(ttl)?;
         let agent_id = spiffe_id(&self.trust_domain, tenant, agent);
         let (sub, act) = match user {
@@ -182,6 +211,7 @@ impl TokenIssuer {
             cnf: x5t_s256.map(|t| Confirmation {
                 x5t_s256: t.to_owned(),
             }),
+            task: task.map(str::to_owned),
         };
         self.sign(&claims, stamp)
     }
@@ -251,6 +281,8 @@ pub struct VerifiedToken {
     pub expires_at: u64,
     /// The thumbprint of the certificate the token is bound to.
     pub bound_to: Option<String>,
+    /// The task the token is scoped to.
+    pub task: Option<String>,
 }
 
 /// Verifies tokens: signature (EdDSA only, known `kid`), `exp`/`nbf` with
@@ -331,6 +363,7 @@ impl TokenVerifier {
             issued_at: claims.iat,
             expires_at: claims.exp,
             bound_to: claims.cnf.map(|c| c.x5t_s256),
+            task: claims.task,
         })
     }
 }

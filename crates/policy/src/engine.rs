@@ -1,91 +1,28 @@
 //! Building a validated engine and answering requests with it.
 
+mod request;
+mod slices;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Effect as CedarEffect, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicyId, PolicySet, Response, RestrictedExpression, Schema, SchemaFragment,
-    ValidationMode, Validator,
+    Authorizer, Effect as CedarEffect, Entity, EntityUid, PolicyId, PolicySet, Response,
+    RestrictedExpression, Schema, SchemaFragment, ValidationMode, Validator,
 };
-use serde_json::{Map, Value};
-use warden_core::{Decision, Effect};
+use serde_json::Value;
+use warden_core::{Approval, Decision, Effect, Obligations};
 
+pub use request::{AgentInfo, Request, RequestContext, SessionState, Target, TaskGrant};
+
+use self::request::{Parts, Types, common_context, context, entities, principal_entity};
+use self::slices::Slices;
 use crate::args::ArgType;
+use crate::labels::{Labels, ToolLabel};
 use crate::schema::{
-    ACTION_GET_PROMPT, ACTION_READ_RESOURCE, Catalogs, tool_action, tool_fragment,
+    ACTION_CONNECT, ACTION_GET_PROMPT, ACTION_READ_RESOURCE, Catalogs, tool_action, tool_fragment,
 };
 use crate::source::{Diagnostic, PolicySources, diagnostic};
-
-/// What is asked: who, and what they want to do.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// The agent's name (`Warden::Agent::"<name>"`).
-    pub agent: &'a str,
-    /// The human the agent acts for (`context.user`).
-    pub user: Option<&'a str>,
-    /// The target.
-    pub target: Target<'a>,
-}
-
-/// What the request is for.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// A tool call (`Warden::Action::"<upstream>/<tool>"`).
-    Tool {
-        /// The upstream.
-        upstream: &'a str,
-        /// The tool at the upstream.
-        tool: &'a str,
-        /// The arguments (`context.args`).
-        args: &'a Map<String, Value>,
-    },
-    /// Reading a resource (`Warden::Action::"read_resource"`).
-    Resource {
-        /// The upstream.
-        upstream: &'a str,
-        /// The resource URI.
-        uri: &'a str,
-    },
-    /// Getting a prompt (`Warden::Action::"get_prompt"`).
-    Prompt {
-        /// The upstream.
-        upstream: &'a str,
-        /// The prompt name.
-        name: &'a str,
-    },
-}
-
-/// Entity type names, parsed once.
-#[derive(Debug, Clone)]
-struct Types {
-    agent: EntityTypeName,
-    user: EntityTypeName,
-    action: EntityTypeName,
-    upstream: EntityTypeName,
-    tool: EntityTypeName,
-    resource: EntityTypeName,
-    prompt: EntityTypeName,
-}
-
-impl Types {
-    fn new() -> Result<Self, String> {
-        let t = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
-        Ok(Self {
-            agent: t("Warden::Agent")?,
-            user: t("Warden::User")?,
-            action: t("Warden::Action")?,
-            upstream: t("Warden::Upstream")?,
-            tool: t("Warden::Tool")?,
-            resource: t("Warden::Resource")?,
-            prompt: t("Warden::Prompt")?,
-        })
-    }
-
-    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
-        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
-    }
-}
 
 /// A validated policy set with its schema, ready to answer requests.
 #[derive(Debug)]
@@ -93,7 +30,7 @@ pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
     slices: Slices,
-    entities: Entities,
+    parts: Parts,
     arg_types: BTreeMap<String, ArgType>,
     types: Types,
     authorizer: Authorizer,
@@ -102,22 +39,34 @@ pub struct PolicyEngine {
 
 const DEFAULT_DENY: &str = "no policy permits this request";
 
+fn one(file: &str, message: impl Into<String>) -> Vec<Diagnostic> {
+    vec![Diagnostic {
+        file: file.into(),
+        position: None,
+        message: message.into(),
+    }]
+}
+
 impl PolicyEngine {
     /// Builds the schema (the folder's schema files plus one action per
     /// catalog tool), parses the policies and validates them strictly.
     /// Every problem found is returned, each with its file and line.
     pub fn build(sources: &PolicySources, catalogs: &Catalogs) -> Result<Self, Vec<Diagnostic>> {
-        let types = Types::new().map_err(|m| {
-            vec![Diagnostic {
-                file: "warden".into(),
-                position: None,
-                message: m,
-            }]
-        })?;
+        Self::build_with(sources, catalogs, &Labels::default())
+    }
+
+    /// As [`build`](Self::build), with the tools' labels overridden by
+    /// `labels` (from config).
+    pub fn build_with(
+        sources: &PolicySources,
+        catalogs: &Catalogs,
+        labels: &Labels,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let types = Types::new().map_err(|m| one("warden", m))?;
         let (schema, arg_types) = build_schema(sources, catalogs)?;
         let (policies, origin) = parse_policies(sources)?;
         let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        let errors: Vec<Diagnostic> = result
+        let mut errors: Vec<Diagnostic> = result
             .validation_errors()
             .map(|e| {
                 match origin
@@ -125,36 +74,35 @@ impl PolicyEngine {
                     .and_then(|i| sources.policies.get(*i))
                 {
                     Some(file) => diagnostic(file, e),
-                    None => Diagnostic {
-                        file: "policies".into(),
-                        position: None,
-                        message: e.to_string(),
-                    },
+                    None => one("policies", e.to_string()).remove(0),
                 }
             })
             .collect();
+        errors.extend(check_annotations(&policies, &origin, sources));
         if !errors.is_empty() {
             return Err(errors);
         }
-        let entities = catalog_entities(&types, catalogs, &schema).map_err(|m| {
-            vec![Diagnostic {
-                file: "schema".into(),
-                position: None,
-                message: format!("tool entities: {m}"),
-            }]
-        })?;
-        let slices = Slices::new(&policies, &types).map_err(|m| {
-            vec![Diagnostic {
-                file: "policies".into(),
-                position: None,
-                message: m,
-            }]
-        })?;
+        let upstreams: Vec<String> = catalogs.keys().map(ToString::to_string).collect();
+        let tools: Vec<(String, String, ToolLabel)> = catalogs
+            .iter()
+            .flat_map(|(upstream, catalog)| {
+                catalog.tools.iter().map(move |tool| {
+                    (
+                        upstream.to_string(),
+                        tool.name.clone(),
+                        labels.label(upstream.as_str(), tool),
+                    )
+                })
+            })
+            .collect();
+        let parts = Parts::new(&types, &upstreams, &tools)
+            .map_err(|m| one("schema", format!("tool entities: {m}")))?;
+        let slices = Slices::new(&policies, &types).map_err(|m| one("policies", m))?;
         Ok(Self {
             schema,
             slices,
             policies,
-            entities,
+            parts,
             arg_types,
             types,
             authorizer: Authorizer::new(),
@@ -177,14 +125,30 @@ impl PolicyEngine {
         self.schema.actions().map(ToString::to_string).collect()
     }
 
+    /// The labels of a tool in the catalogs.
+    pub fn tool_label(&self, upstream: &str, tool: &str) -> Option<ToolLabel> {
+        self.parts
+            .tools
+            .get(&tool_action(upstream, tool))
+            .map(|t| t.label)
+    }
+
     /// Decides a request. Default deny; any evaluation error denies. When
-    /// the agent acts for a user, the user must be permitted too (G3).
+    /// the agent acts for a user, the user must be permitted too (G3). A
+    /// request of an open task also gets the task's grant.
     pub fn authorize(&self, request: &Request<'_>) -> Decision {
-        let agent = self.decide(
-            request,
-            Principal::Agent,
-            self.slices.of_agent(request.agent),
-        );
+        let grant;
+        let agent_policies = match &request.context.task {
+            Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
+                Ok(set) => {
+                    grant = set;
+                    grant.as_ref()
+                }
+                Err(e) => return Decision::deny(e),
+            },
+            None => self.slices.of_agent(request.agent),
+        };
+        let agent = self.decide(request, Principal::Agent, agent_policies);
         match request.user {
             Some(user) if agent.is_allow() => {
                 let human = self.decide(request, Principal::User, self.slices.of_user(user));
@@ -210,10 +174,10 @@ impl PolicyEngine {
 
     fn decide(&self, request: &Request<'_>, who: Principal, policies: &PolicySet) -> Decision {
         match self.cedar_request(request, who, true) {
-            Ok((req, entities)) => {
-                let entities = entities.as_ref().unwrap_or(&self.entities);
-                self.decision(&self.authorizer.is_authorized(&req, policies, entities))
-            }
+            Ok((req, entities)) => self.decision(
+                &self.authorizer.is_authorized(&req, policies, &entities),
+                policies,
+            ),
             Err(reason) => Decision::deny(reason),
         }
     }
@@ -227,22 +191,28 @@ impl PolicyEngine {
         let Target::Tool { .. } = request.target else {
             return self.authorize(request).is_allow();
         };
-        self.may_list_as(
-            request,
-            Principal::Agent,
-            self.slices.of_agent(request.agent),
-        ) && request.user.is_none_or(|user| {
-            self.may_list_as(request, Principal::User, self.slices.of_user(user))
-        })
+        let grant;
+        let agent_policies = match &request.context.task {
+            Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
+                Ok(set) => {
+                    grant = set;
+                    grant.as_ref()
+                }
+                Err(_) => return false,
+            },
+            None => self.slices.of_agent(request.agent),
+        };
+        self.may_list_as(request, Principal::Agent, agent_policies)
+            && request.user.is_none_or(|user| {
+                self.may_list_as(request, Principal::User, self.slices.of_user(user))
+            })
     }
 
     fn may_list_as(&self, request: &Request<'_>, who: Principal, policies: &PolicySet) -> bool {
-        let Ok((req, _)) = self.cedar_request(request, who, false) else {
+        let Ok((req, entities)) = self.cedar_request(request, who, false) else {
             return false;
         };
-        let response = self
-            .authorizer
-            .is_authorized(&req, policies, &self.entities);
+        let response = self.authorizer.is_authorized(&req, policies, &entities);
         if response.decision() == cedar_policy::Decision::Allow {
             return true;
         }
@@ -250,96 +220,103 @@ impl PolicyEngine {
         !forbidden
             && response.diagnostics().errors().any(|e| {
                 let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = e;
-                self.policies
+                policies
                     .policy(e.policy_id())
                     .is_some_and(|p| p.effect() == CedarEffect::Permit)
             })
     }
 
-    /// The Cedar request; `typed` builds `context.args` from the arguments
-    /// and validates against the schema, otherwise `args` is empty.
+    /// The Cedar request and its entities; `typed` builds `context.args`
+    /// from the arguments, otherwise `args` is empty (for lists).
     fn cedar_request(
         &self,
         request: &Request<'_>,
         who: Principal,
         typed: bool,
-    ) -> Result<(cedar_policy::Request, Option<Entities>), String> {
+    ) -> Result<(cedar_policy::Request, cedar_policy::Entities), String> {
         let t = &self.types;
-        let principal = match (who, request.user) {
-            (Principal::User, Some(user)) => Types::uid(&t.user, user),
+        let (principal, principal_entity) = match (who, request.user) {
+            (Principal::User, Some(user)) => {
+                let uid = Types::uid(&t.user, user);
+                (uid.clone(), principal_entity(uid, None)?)
+            }
             (Principal::User, None) => return Err("no user to decide for".into()),
-            (Principal::Agent, _) => Types::uid(&t.agent, request.agent),
+            (Principal::Agent, _) => {
+                let uid = Types::uid(&t.agent, request.agent);
+                (
+                    uid.clone(),
+                    principal_entity(uid, Some(&request.context.agent))?,
+                )
+            }
         };
-        let mut context: Vec<(String, RestrictedExpression)> = Vec::with_capacity(2);
-        let (action, resource, extra) = match request.target {
+        let user = request.user.map(|u| Types::uid(&t.user, u));
+        let mut fields = common_context(request.context, user)?;
+        let mut list = vec![principal_entity];
+        let (action, resource) = match request.target {
             Target::Tool {
                 upstream,
                 tool,
                 args,
             } => {
                 let id = tool_action(upstream, tool);
+                let (Some(ty), Some(entry)) = (self.arg_types.get(&id), self.parts.tools.get(&id))
+                else {
+                    return Err(format!(
+                        "tool `{tool}` is not in the catalog of upstream `{upstream}`"
+                    ));
+                };
                 let args = if typed {
-                    let Some(ty) = self.arg_types.get(&id) else {
-                        return Err(format!(
-                            "tool `{tool}` is not in the catalog of upstream `{upstream}`"
-                        ));
-                    };
                     ty.to_cedar(&Value::Object(args.clone()), "")?
                 } else {
                     RestrictedExpression::new_record([]).map_err(|e| e.to_string())?
                 };
-                context.push(("args".into(), args));
-                (Types::uid(&t.action, &id), Types::uid(&t.tool, &id), None)
+                fields.push(("args".into(), args));
+                list.extend(entry.entities.iter().cloned());
+                list.extend(self.parts.action(&id));
+                (Types::uid(&t.action, &id), Types::uid(&t.tool, &id))
             }
             Target::Resource { upstream, uri } => {
-                let entity = Types::uid(&t.resource, &format!("{upstream}/{uri}"));
-                let extra = self.with_child(&entity, upstream)?;
-                context.push((
+                let uid = Types::uid(&t.resource, &format!("{upstream}/{uri}"));
+                list.extend(self.child(&uid, upstream));
+                list.extend(self.parts.action(ACTION_READ_RESOURCE));
+                fields.push((
                     "uri".into(),
                     RestrictedExpression::new_string(uri.to_owned()),
                 ));
-                (
-                    Types::uid(&t.action, ACTION_READ_RESOURCE),
-                    entity,
-                    Some(extra),
-                )
+                (Types::uid(&t.action, ACTION_READ_RESOURCE), uid)
             }
             Target::Prompt { upstream, name } => {
-                let entity = Types::uid(&t.prompt, &format!("{upstream}/{name}"));
-                let extra = self.with_child(&entity, upstream)?;
+                let uid = Types::uid(&t.prompt, &format!("{upstream}/{name}"));
+                list.extend(self.child(&uid, upstream));
+                list.extend(self.parts.action(ACTION_GET_PROMPT));
+                (Types::uid(&t.action, ACTION_GET_PROMPT), uid)
+            }
+            Target::Upstream { upstream } => {
+                list.extend(self.parts.upstreams.get(upstream).cloned());
+                list.extend(self.parts.action(ACTION_CONNECT));
                 (
-                    Types::uid(&t.action, ACTION_GET_PROMPT),
-                    entity,
-                    Some(extra),
+                    Types::uid(&t.action, ACTION_CONNECT),
+                    Types::uid(&t.upstream, upstream),
                 )
             }
         };
-        if let Some(user) = request.user {
-            context.push((
-                "user".into(),
-                RestrictedExpression::new_entity_uid(Types::uid(&t.user, user)),
-            ));
-        }
-        // The context is built from the schema's own types, so it is not
-        // validated again (that would cost more than the evaluation).
-        let context =
-            Context::from_pairs(context).map_err(|e| format!("invalid request context: {e}"))?;
-        let req = cedar_policy::Request::new(principal, action, resource, context, None)
+        // The context and entities are built from the schema's own types, so
+        // they are not validated again (that would cost more than the
+        // evaluation).
+        let req = cedar_policy::Request::new(principal, action, resource, context(fields)?, None)
             .map_err(|e| format!("invalid request: {e}"))?;
-        Ok((req, extra))
+        Ok((req, entities(list)?))
     }
 
-    /// The catalog entities plus `child` (a resource or prompt) in `upstream`.
-    fn with_child(&self, child: &EntityUid, upstream: &str) -> Result<Entities, String> {
+    /// A resource or prompt entity in `upstream`, and the upstream.
+    fn child(&self, uid: &EntityUid, upstream: &str) -> Vec<Entity> {
         let parent = Types::uid(&self.types.upstream, upstream);
-        let entity = Entity::new_no_attrs(child.clone(), HashSet::from([parent]));
-        self.entities
-            .clone()
-            .add_entities([entity], Some(&self.schema))
-            .map_err(|e| format!("invalid request entities: {e}"))
+        let mut list = vec![Entity::new_no_attrs(uid.clone(), HashSet::from([parent]))];
+        list.extend(self.parts.upstreams.get(upstream).cloned());
+        list
     }
 
-    fn decision(&self, response: &Response) -> Decision {
+    fn decision(&self, response: &Response, set: &PolicySet) -> Decision {
         let errors: Vec<String> = response
             .diagnostics()
             .errors()
@@ -353,43 +330,82 @@ impl PolicyEngine {
         policies.sort();
         if !errors.is_empty() {
             return Decision {
-                effect: Effect::Deny,
                 policies,
                 reasons: vec!["a policy failed to evaluate, so the request is denied".into()],
                 errors,
+                ..Decision::deny("")
             };
         }
+        let annotation = |id: &String, key: &str| set.annotation(&PolicyId::new(id), key);
         let reasons: Vec<String> = policies
             .iter()
-            .filter_map(|id| {
-                self.policies
-                    .annotation(&PolicyId::new(id), "reason")
-                    .map(str::to_owned)
-            })
+            .filter_map(|id| annotation(id, "reason").map(str::to_owned))
             .collect();
         match response.decision() {
-            cedar_policy::Decision::Allow => Decision {
-                effect: Effect::Allow,
-                policies,
-                reasons,
-                errors,
-            },
+            cedar_policy::Decision::Allow => {
+                let mut obligations = Obligations::default();
+                for id in &policies {
+                    // Validated at load; a grant carries none.
+                    obligations.approval = obligations
+                        .approval
+                        .max(annotation(id, "approval").and_then(|a| a.parse::<Approval>().ok()));
+                    if let Some(r) = annotation(id, "redact") {
+                        obligations = obligations.merge(Obligations {
+                            approval: None,
+                            redact: vec![r.to_owned()],
+                        });
+                    }
+                }
+                Decision {
+                    obligations,
+                    ..Decision::allow(policies, reasons)
+                }
+            }
             cedar_policy::Decision::Deny if policies.is_empty() => Decision::deny(DEFAULT_DENY),
-            cedar_policy::Decision::Deny => {
-                let reasons = if reasons.is_empty() {
+            cedar_policy::Decision::Deny => Decision {
+                policies,
+                reasons: if reasons.is_empty() {
                     vec!["forbidden by policy".to_owned()]
                 } else {
                     reasons
-                };
-                Decision {
-                    effect: Effect::Deny,
-                    policies,
-                    reasons,
-                    errors,
-                }
+                },
+                ..Decision::deny("")
+            },
+        }
+    }
+}
+
+/// Refuses `@approval` values other than `required` and `dual`, and an
+/// `@approval` on a forbid (it would never apply).
+fn check_annotations(
+    policies: &PolicySet,
+    origin: &HashMap<PolicyId, usize>,
+    sources: &PolicySources,
+) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for policy in policies.policies() {
+        let file = origin
+            .get(policy.id())
+            .and_then(|i| sources.policies.get(*i))
+            .map_or_else(|| "policies".to_owned(), |f| f.name.clone());
+        if let Some(value) = policy.annotation("approval") {
+            if let Err(e) = value.parse::<Approval>() {
+                errors.push(one(&file, format!("policy `{}`: {e}", policy.id())).remove(0));
+            } else if policy.effect() == CedarEffect::Forbid {
+                errors.push(
+                    one(
+                        &file,
+                        format!(
+                            "policy `{}`: `@approval` applies to permits only",
+                            policy.id()
+                        ),
+                    )
+                    .remove(0),
+                );
             }
         }
     }
+    errors
 }
 
 /// Whose rights a Cedar request asks about.
@@ -414,10 +430,9 @@ fn delegated(agent: Decision, user: Decision, name: &str) -> Decision {
         let mut reasons = agent.reasons;
         reasons.extend(user.reasons);
         return Decision {
-            effect: Effect::Allow,
-            policies,
-            reasons,
             errors,
+            obligations: agent.obligations.merge(user.obligations),
+            ..Decision::allow(policies, reasons)
         };
     }
     let reasons = user
@@ -426,71 +441,10 @@ fn delegated(agent: Decision, user: Decision, name: &str) -> Decision {
         .map(|r| format!("the user `{name}` may not do this: {r}"))
         .collect();
     Decision {
-        effect: Effect::Deny,
         policies,
         reasons,
         errors,
-    }
-}
-
-/// The policy set cut per principal: a request from agent `a` can only be
-/// decided by policies whose principal is unconstrained or could be `a`, so
-/// `a`'s slice holds those and leaves out policies naming other agents or
-/// users (`principal == Warden::Agent::"b"`); the same for users. Evaluation
-/// cost then follows the principal's own policies, not the size of the set.
-#[derive(Debug)]
-struct Slices {
-    common: PolicySet,
-    by_agent: HashMap<String, PolicySet>,
-    by_user: HashMap<String, PolicySet>,
-}
-
-impl Slices {
-    fn new(policies: &PolicySet, types: &Types) -> Result<Self, String> {
-        let mut common = Vec::new();
-        let mut agents: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
-        let mut users: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
-        for policy in policies.policies() {
-            match policy.principal_constraint() {
-                cedar_policy::PrincipalConstraint::Eq(uid) if uid.type_name() == &types.agent => {
-                    agents
-                        .entry(uid.id().unescaped().to_owned())
-                        .or_default()
-                        .push(policy.clone());
-                }
-                cedar_policy::PrincipalConstraint::Eq(uid) if uid.type_name() == &types.user => {
-                    users
-                        .entry(uid.id().unescaped().to_owned())
-                        .or_default()
-                        .push(policy.clone());
-                }
-                _ => common.push(policy.clone()),
-            }
-        }
-        let common_set = PolicySet::from_policies(common.clone()).map_err(|e| e.to_string())?;
-        let slice = |specific: HashMap<String, Vec<cedar_policy::Policy>>| {
-            specific
-                .into_iter()
-                .map(|(name, own)| {
-                    let set = PolicySet::from_policies(common.iter().cloned().chain(own))
-                        .map_err(|e| e.to_string())?;
-                    Ok((name, set))
-                })
-                .collect::<Result<HashMap<_, _>, String>>()
-        };
-        Ok(Self {
-            by_agent: slice(agents)?,
-            by_user: slice(users)?,
-            common: common_set,
-        })
-    }
-
-    fn of_agent(&self, agent: &str) -> &PolicySet {
-        self.by_agent.get(agent).unwrap_or(&self.common)
-    }
-
-    fn of_user(&self, user: &str) -> &PolicySet {
-        self.by_user.get(user).unwrap_or(&self.common)
+        ..Decision::deny("")
     }
 }
 
@@ -583,24 +537,6 @@ fn parse_policies(
     } else {
         Err(errors)
     }
-}
-
-/// Upstream and tool entities (tools are children of their upstream).
-fn catalog_entities(
-    types: &Types,
-    catalogs: &Catalogs,
-    schema: &Schema,
-) -> Result<Entities, String> {
-    let mut entities = Vec::new();
-    for (upstream, catalog) in catalogs {
-        let parent = Types::uid(&types.upstream, upstream.as_str());
-        entities.push(Entity::new_no_attrs(parent.clone(), HashSet::new()));
-        for tool in &catalog.tools {
-            let uid = Types::uid(&types.tool, &tool_action(upstream.as_str(), &tool.name));
-            entities.push(Entity::new_no_attrs(uid, HashSet::from([parent.clone()])));
-        }
-    }
-    Entities::from_entities(entities, Some(schema)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

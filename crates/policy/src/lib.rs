@@ -10,15 +10,20 @@
 
 mod args;
 mod engine;
+mod labels;
 mod schema;
 mod source;
 
 pub use args::ArgType;
+pub use labels::{Classification, LabelOverride, Labels, ToolEffect, ToolLabel};
 
 /// Warden's Cedar schema, as `warden init` writes it to `policies/warden.cedarschema`.
 pub const BASE_SCHEMA: &str = include_str!("warden.cedarschema");
-pub use engine::{PolicyEngine, Request, Target};
+pub use engine::{
+    AgentInfo, PolicyEngine, Request, RequestContext, SessionState, Target, TaskGrant,
+};
 pub use schema::{
-    ACTION_CALL_TOOL, ACTION_GET_PROMPT, ACTION_READ_RESOURCE, Catalogs, tool_action,
+    ACTION_CALL_TOOL, ACTION_CONNECT, ACTION_GET_PROMPT, ACTION_READ_RESOURCE, Catalogs,
+    tool_action,
 };
 pub use source::{Diagnostic, PolicySources, SourceFile};

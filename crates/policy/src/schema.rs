@@ -14,6 +14,8 @@ pub const ACTION_CALL_TOOL: &str = "call_tool";
 pub const ACTION_READ_RESOURCE: &str = "read_resource";
 /// The action for `prompts/get` (and listing prompts).
 pub const ACTION_GET_PROMPT: &str = "get_prompt";
+/// The action of reaching an upstream at all, decided before anything at it.
+pub const ACTION_CONNECT: &str = "connect";
 
 /// Every upstream's tool catalog.
 pub type Catalogs = BTreeMap<UpstreamName, ToolCatalog>;
@@ -43,7 +45,13 @@ pub(crate) fn tool_fragment(catalogs: &Catalogs) -> (Value, BTreeMap<String, Arg
                             "type": "Record",
                             "attributes": {
                                 "args": args.to_schema_json(),
-                                "user": { "type": "Entity", "name": "User", "required": false }
+                                "user": { "type": "Entity", "name": "User", "required": false },
+                                "now": { "type": "Now" },
+                                "source_ip": { "type": "Extension", "name": "ipaddr" },
+                                "mtls": { "type": "Boolean" },
+                                "session": { "type": "SessionInfo" },
+                                "risk": { "type": "RiskInfo" },
+                                "task": { "type": "TaskInfo", "required": false }
                             }
                         }
                     }

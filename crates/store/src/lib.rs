@@ -110,6 +110,39 @@ pub struct CertRecord {
     pub revoked_at: Option<String>,
 }
 
+/// A just-in-time task: a grant of some tools to one agent (acting alone or
+/// for one user), open until it ends or expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    /// The task id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The agent.
+    pub agent: AgentName,
+    /// The user the agent acts for, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserName>,
+    /// What it is for.
+    pub purpose: String,
+    /// The tools it grants, `upstream/tool`.
+    pub tools: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// When it expires (seconds since the epoch).
+    pub expires_at: u64,
+    /// When it was ended (RFC 3339), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+}
+
+impl Task {
+    /// Open at `now` (seconds since the epoch): not ended, not expired.
+    pub fn is_open(&self, now: u64) -> bool {
+        self.ended_at.is_none() && now < self.expires_at
+    }
+}
+
 /// A human in Warden's own directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -218,6 +251,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         name: &UserName,
         active: bool,
     ) -> Result<User, StoreError>;
+
+    /// Records a new task; an existing id is a conflict.
+    async fn create_task(&self, task: Task) -> Result<(), StoreError>;
+    /// The tenant's task `id`.
+    async fn task(&self, tenant: &TenantId, id: &str) -> Result<Option<Task>, StoreError>;
+    /// The tenant's tasks, newest first.
+    async fn list_tasks(&self, tenant: &TenantId) -> Result<Vec<Task>, StoreError>;
+    /// Ends the tenant's task `id`; ending an ended task is a conflict.
+    async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError>;
 
     /// Stores a sealed secret, replacing any at the same place.
     async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError>;

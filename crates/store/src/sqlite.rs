@@ -16,9 +16,9 @@ use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 use crate::fast::FastPath;
-use crate::{Agent, CertRecord, NewAgent, SecretRef, Store, StoreError, User};
+use crate::{Agent, CertRecord, NewAgent, SecretRef, Store, StoreError, Task, User};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -73,6 +73,19 @@ const MIGRATION_2: &[&str] = &[
         PRIMARY KEY (tenant, upstream, user)
     ) STRICT",
 ];
+
+const MIGRATION_3: &[&str] = &["CREATE TABLE tasks (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        user TEXT,
+        purpose TEXT NOT NULL,
+        tools TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        ended_at TEXT,
+        PRIMARY KEY (tenant, id)
+    ) STRICT"];
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -150,6 +163,18 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                     .map_err(db)?;
             }
             sqlx::query("PRAGMA user_version = 2")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if version < 3 {
+            for statement in MIGRATION_3 {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            sqlx::query("PRAGMA user_version = 3")
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -240,6 +265,24 @@ fn user_from(row: &SqliteRow) -> Result<User, StoreError> {
         role: text("role")?,
         active: row.try_get::<i64, _>("active").map_err(db)? != 0,
         created_at: text("created_at")?,
+    })
+}
+
+fn task_from(row: &SqliteRow) -> Result<Task, StoreError> {
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(db);
+    let user: Option<String> = row.try_get("user").map_err(db)?;
+    let tools: Vec<String> = serde_json::from_str(&text("tools")?)
+        .map_err(|e| StoreError::Corrupt(format!("task tools: {e}")))?;
+    Ok(Task {
+        id: text("id")?,
+        tenant: TenantId::new(text("tenant")?).map_err(corrupt)?,
+        agent: AgentName::new(text("agent")?).map_err(corrupt)?,
+        user: user.map(UserName::new).transpose().map_err(corrupt)?,
+        purpose: text("purpose")?,
+        tools,
+        created_at: text("created_at")?,
+        expires_at: unix(row, "expires_at")?,
+        ended_at: row.try_get("ended_at").map_err(db)?,
     })
 }
 
@@ -496,6 +539,72 @@ impl Store for SqliteStore {
         self.user(tenant, name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("user `{name}` in tenant `{tenant}`")))
+    }
+
+    async fn create_task(&self, task: Task) -> Result<(), StoreError> {
+        let tools =
+            serde_json::to_string(&task.tools).map_err(|e| StoreError::Database(e.to_string()))?;
+        let result = sqlx::query(
+            "INSERT INTO tasks (tenant, id, agent, user, purpose, tools, created_at, expires_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(task.tenant.as_str())
+        .bind(&task.id)
+        .bind(task.agent.as_str())
+        .bind(task.user.as_ref().map(|u| u.as_str()))
+        .bind(&task.purpose)
+        .bind(tools)
+        .bind(&task.created_at)
+        .bind(to_i64(task.expires_at))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("task `{}` exists already", task.id),
+            )),
+            Err(e) => Err(db(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn task(&self, tenant: &TenantId, id: &str) -> Result<Option<Task>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tasks WHERE tenant = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(task_from).transpose()
+    }
+
+    async fn list_tasks(&self, tenant: &TenantId) -> Result<Vec<Task>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE tenant = ? ORDER BY created_at DESC, id")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(task_from).collect()
+    }
+
+    async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tasks SET ended_at = ? WHERE tenant = ? AND id = ? AND ended_at IS NULL",
+        )
+        .bind(now())
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        let task = self
+            .task(tenant, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("task `{id}` in tenant `{tenant}`")))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "task `{id}` has ended already"
+            )));
+        }
+        Ok(task)
     }
 
     async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError> {

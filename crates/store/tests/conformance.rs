@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use warden_audit::{ChainHead, verify_chain};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
-use warden_store::{CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError};
+use warden_store::{CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError, Task};
 
 fn tenant(t: &str) -> TenantId {
     TenantId::new(t).unwrap()
@@ -297,7 +297,53 @@ async fn secrets(store: &dyn Store) {
     assert_ne!(at("acme", None).place(), at("acme", Some("alice")).place());
 }
 
+async fn tasks(store: &dyn Store) {
+    let task = |t: &str, id: &str| Task {
+        id: id.into(),
+        tenant: tenant(t),
+        agent: name("bot"),
+        user: Some(UserName::new("alice").unwrap()),
+        purpose: "refund ticket 42".into(),
+        tools: vec!["crm/refund".into(), "crm/get_customer".into()],
+        created_at: "2026-11-23T10:00:00Z".into(),
+        expires_at: 2_000_000_000,
+        ended_at: None,
+    };
+    store.create_task(task("acme", "t1")).await.unwrap();
+    assert!(matches!(
+        store.create_task(task("acme", "t1")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.create_task(task("globex", "t1")).await.unwrap();
+    let got = store.task(&tenant("acme"), "t1").await.unwrap().unwrap();
+    assert_eq!(got, task("acme", "t1"));
+    assert!(got.is_open(1_999_999_999));
+    assert!(!got.is_open(2_000_000_000), "expired at its time");
+    let ended = store.end_task(&tenant("acme"), "t1").await.unwrap();
+    assert!(ended.ended_at.is_some() && !ended.is_open(0));
+    assert!(matches!(
+        store.end_task(&tenant("acme"), "t1").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.end_task(&tenant("acme"), "nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The other tenant's task of the same id is untouched.
+    assert!(
+        store
+            .task(&tenant("globex"), "t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at
+            .is_none()
+    );
+    assert_eq!(store.list_tasks(&tenant("acme")).await.unwrap().len(), 1);
+}
+
 async fn suite(store: Arc<dyn Store>) {
+    tasks(store.as_ref()).await;
     agents(store.as_ref()).await;
     audit(store.clone()).await;
     catalogs(store.as_ref()).await;

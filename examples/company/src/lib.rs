@@ -521,13 +521,14 @@ pub async fn demo(url: &str, auth: &DemoAuth) -> anyhow::Result<DemoReport> {
         .into_iter()
         .map(|t| t.name.to_string())
         .collect();
+    let to_bob =
+        serde_json::json!({"to": "bob@example.com", "subject": "Your ticket", "body": "Fixed."});
     let attempts = [
         ("docs.search", serde_json::json!({"query": "vpn"})),
+        ("mail.send", to_bob.clone()),
         ("crm.get_customer", serde_json::json!({"id": "c-1001"})),
-        (
-            "mail.send",
-            serde_json::json!({"to": "bob@example.com", "subject": "Your ticket", "body": "Fixed."}),
-        ),
+        // The session has now read a customer record (confidential).
+        ("mail.send", to_bob),
         ("hr.get_salary", serde_json::json!({"employee": "e-7"})),
         (
             "mail.send",

@@ -91,7 +91,7 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
     let engine = gateway.policy().engine().unwrap();
     assert_eq!(
         engine.policy_count(),
-        7,
+        9,
         "the quickstart policies validate against the live catalogs"
     );
     let token = issuer
@@ -155,21 +155,28 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
     let allowed: Vec<bool> = report.calls.iter().map(|c| c.2).collect();
     assert_eq!(
         allowed,
-        vec![true, true, true, false, false, false],
+        vec![true, true, true, false, false, false, false],
         "{:#?}",
         report.calls
     );
     assert!(
-        report.calls[3].1.contains("salaries are confidential"),
-        "{}",
+        report.calls[3]
+            .1
+            .contains("this session has read confidential data"),
+        "the same mail, after reading a customer record: {}",
         report.calls[3].1
     );
     assert!(
-        report.calls[4]
+        report.calls[4].1.contains("salaries are confidential"),
+        "{}",
+        report.calls[4].1
+    );
+    assert!(
+        report.calls[5]
             .1
             .contains("mail may only go to company addresses"),
         "{}",
-        report.calls[4].1
+        report.calls[5].1
     );
 
     // A crashed stdio upstream is started again on the next call.

@@ -69,7 +69,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
     }
     let sources = PolicySources::read_dir(&config.policy.dir)
         .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
-    match PolicyEngine::build(&sources, &catalogs) {
+    match PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config)) {
         Ok(engine) => {
             let tools: usize = catalogs.values().map(|c| c.tools.len()).sum();
             if *json {

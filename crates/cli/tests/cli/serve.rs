@@ -59,7 +59,8 @@ fn serve_answers_and_never_logs_a_token() {
     std::fs::write(dir.join("warden.toml"), config).unwrap();
     std::fs::write(
         dir.join("policies/bot.cedar"),
-        r#"permit(principal == Warden::Agent::"bot", action == Warden::Action::"crm/get_customer", resource);"#,
+        r#"permit(principal == Warden::Agent::"bot", action == Warden::Action::"crm/get_customer", resource);
+permit(principal == Warden::Agent::"bot", action == Warden::Action::"connect", resource);"#,
     )
     .unwrap();
     let secret = "sk-upstream-7f3a9c1e5b";

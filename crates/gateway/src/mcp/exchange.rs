@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warden_audit::{AuditRecord, Outcome, RecordKind};
-use warden_core::{Decision, Effect};
+use warden_core::Decision;
 use warden_mcp::{ErrorCode, Id, error_response};
 
 use crate::Gateway;
@@ -211,12 +211,7 @@ impl Exchange {
 
     /// Accepts a message that needs no upstream (notifications, DELETE).
     pub(crate) async fn accepted(&mut self, status: StatusCode, reason: &str) -> Response {
-        self.rec.decision = Decision {
-            effect: Effect::Allow,
-            policies: vec![],
-            reasons: vec![reason.into()],
-            errors: vec![],
-        };
+        self.rec.decision = Decision::allow(Vec::new(), vec![reason.into()]);
         self.rec.status = Some(status.as_u16());
         if let Err(e) = self.gw.audit.write(&self.rec).await {
             tracing::error!(request_id = %self.rec.request_id, "{e}");

@@ -5,7 +5,8 @@
 //! 2. route (upstream, session, protocol version) → 404 / 400
 //! 3. read and parse the body (size limit, JSON-RPC) → 413 / 400
 //! 4. classify (method, tool, arguments) → 400
-//! 5. authorize (Cedar) → JSON-RPC "access denied"
+//! 5. score the context (time, source, session taint, task) and authorize
+//!    (Cedar: `connect` to the upstream, then the action) → "access denied"
 //! 6. audit, durably, before anything is forwarded → 503 if the log fails
 //! 7. forward, answer, and record the upstream's outcome
 //!
@@ -21,6 +22,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use warden_mcp::{ErrorCode, Message, classify, is_supported_version, parse_message};
+use warden_policy::RequestContext;
 
 use crate::Gateway;
 use crate::sessions::SessionCheck;
@@ -215,6 +217,21 @@ async fn handle(
         }
     };
 
-    // 5-7. Authorize, audit, forward: per operation.
-    ops::run(ex, &gw, &principal, &route, id, op).await
+    // 5-7. Score the context, authorize, audit, forward: per operation.
+    let session_key = crate::taint::session_key(session, &principal);
+    let context = RequestContext {
+        now: crate::auth::now_secs(),
+        source_ip: peer.addr.ip(),
+        mtls: principal.mtls,
+        agent: principal.info.clone(),
+        task: principal.task.clone(),
+        session: gw.taints.state(&session_key),
+        risk_score: 0,
+    };
+    let caller = ops::Caller {
+        principal,
+        context,
+        session_key,
+    };
+    ops::run(ex, &gw, &caller, &route, id, op).await
 }

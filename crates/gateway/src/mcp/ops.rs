@@ -12,13 +12,29 @@ use warden_core::{Decision, Effect};
 use warden_mcp::catalog::canonical_json;
 use warden_mcp::classify::CallTool;
 use warden_mcp::{ErrorCode, Id, Operation, negotiate_version, split_federated, success_response};
-use warden_policy::{PolicyEngine, Request, Target, tool_action};
+use warden_policy::{PolicyEngine, Request, RequestContext, Target, tool_action};
 
 use super::exchange::json_response;
 use super::{Exchange, Route, SESSION_HEADER};
 use crate::Gateway;
 use crate::auth::Principal;
 use crate::upstream::{CallError, Upstream};
+
+/// An authenticated caller and the circumstances of its request.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    pub(crate) context: RequestContext,
+    /// Where its session's taint is tracked.
+    pub(crate) session_key: String,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
 
 /// A list kind: method, result key, the key naming each item.
 struct ListKind {
@@ -44,12 +60,7 @@ const PROMPTS: ListKind = ListKind {
 };
 
 fn allow(reason: &str) -> Decision {
-    Decision {
-        effect: Effect::Allow,
-        policies: vec![],
-        reasons: vec![reason.to_owned()],
-        errors: vec![],
-    }
+    Decision::allow(Vec::new(), vec![reason.to_owned()])
 }
 
 fn ok(id: &Id, result: &Value) -> Response {
@@ -64,7 +75,7 @@ fn empty_object() -> Box<RawValue> {
 pub(super) async fn run(
     mut ex: Exchange,
     gw: &Arc<Gateway>,
-    who: &Principal,
+    who: &Caller,
     route: &Route,
     id: Id,
     op: Operation,
@@ -117,7 +128,7 @@ pub(super) async fn run(
 async fn initialize(
     mut ex: Exchange,
     gw: &Arc<Gateway>,
-    who: &Principal,
+    who: &Caller,
     id: &Id,
     asked: Option<&str>,
 ) -> Response {
@@ -139,12 +150,20 @@ async fn initialize(
     response
 }
 
-/// The upstreams a route reaches.
-fn targets(gw: &Gateway, route: &Route) -> Vec<Arc<Upstream>> {
-    match route {
+/// The upstreams a route reaches that the caller may connect to.
+fn targets(gw: &Gateway, engine: &PolicyEngine, who: &Caller, route: &Route) -> Vec<Arc<Upstream>> {
+    let all: Vec<Arc<Upstream>> = match route {
         Route::One(u) => vec![u.clone()],
         Route::Federated => gw.upstreams.values().cloned().collect(),
-    }
+    };
+    all.into_iter()
+        .filter(|u| connect(engine, who, u.name().as_str()).is_allow())
+        .collect()
+}
+
+/// Whether the caller may reach `upstream` at all (`connect`).
+fn connect(engine: &PolicyEngine, who: &Caller, upstream: &str) -> Decision {
+    engine.authorize(&request(who, Target::Upstream { upstream }))
 }
 
 /// The upstream and local name of `name` on `route`.
@@ -168,14 +187,20 @@ fn public_name(route: &Route, upstream: &str, name: &str) -> String {
 async fn list_tools(
     mut ex: Exchange,
     gw: &Arc<Gateway>,
-    who: &Principal,
+    who: &Caller,
     route: &Route,
     id: &Id,
 ) -> Response {
+    let Some(engine) = gw.policy.engine() else {
+        return engine_unavailable(ex, id).await;
+    };
+    if let Some(denied) = refused_upstream(&engine, who, route) {
+        return ex.denied(id, denied).await;
+    }
     if let Err(r) = ex.commit(id, allow("tools/list, filtered by policy")).await {
         return r;
     }
-    let upstreams = targets(gw, route);
+    let upstreams = targets(gw, &engine, who, route);
     let results = join_all(upstreams.iter().map(|u| u.list_tools())).await;
     let mut tools = Vec::new();
     let mut failures = Vec::new();
@@ -206,11 +231,7 @@ async fn list_tools(
                 tool: &tool.name,
                 args: &none,
             };
-            if engine.may_list(&Request {
-                agent: who.agent.as_str(),
-                user: who.user.as_ref().map(|u| u.as_str()),
-                target,
-            }) {
+            if engine.may_list(&request(who, target)) {
                 shown += 1;
                 let mut def = tool.definition.clone();
                 def.insert(
@@ -232,28 +253,24 @@ async fn list_tools(
 async fn list(
     mut ex: Exchange,
     gw: &Arc<Gateway>,
-    who: &Principal,
+    who: &Caller,
     route: &Route,
     id: &Id,
     kind: &ListKind,
 ) -> Response {
+    let Some(engine) = gw.policy.engine() else {
+        return engine_unavailable(ex, id).await;
+    };
+    if let Some(denied) = refused_upstream(&engine, who, route) {
+        return ex.denied(id, denied).await;
+    }
     if let Err(r) = ex
         .commit(id, allow(&format!("{}, filtered by policy", kind.method)))
         .await
     {
         return r;
     }
-    let Some(engine) = gw.policy.engine() else {
-        return ex
-            .reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some(id),
-                ErrorCode::InternalError,
-                "policy engine unavailable",
-            )
-            .await;
-    };
-    let upstreams = targets(gw, route);
+    let upstreams = targets(gw, &engine, who, route);
     let results = join_all(upstreams.iter().map(|u| u.list_all(kind.method, kind.key))).await;
     let mut items = Vec::new();
     let (mut shown, mut total) = (0, 0);
@@ -291,11 +308,7 @@ async fn list(
                     uri: &key,
                 }
             };
-            if !engine.may_list(&Request {
-                agent: who.agent.as_str(),
-                user: who.user.as_ref().map(|u| u.as_str()),
-                target,
-            }) {
+            if !engine.may_list(&request(who, target)) {
                 continue;
             }
             shown += 1;
@@ -320,18 +333,38 @@ async fn list(
     ok(id, &json!({ kind.key: items }))
 }
 
-fn request<'a>(who: &'a Principal, target: Target<'a>) -> Request<'a> {
+fn request<'a>(who: &'a Caller, target: Target<'a>) -> Request<'a> {
     Request {
         agent: who.agent.as_str(),
         user: who.user.as_ref().map(|u| u.as_str()),
         target,
+        context: &who.context,
     }
+}
+
+async fn engine_unavailable(mut ex: Exchange, id: &Id) -> Response {
+    ex.reject(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(id),
+        ErrorCode::InternalError,
+        "policy engine unavailable",
+    )
+    .await
+}
+
+/// The refusal of a one-upstream route the caller may not connect to.
+fn refused_upstream(engine: &PolicyEngine, who: &Caller, route: &Route) -> Option<Decision> {
+    let Route::One(u) = route else {
+        return None;
+    };
+    let decision = connect(engine, who, u.name().as_str());
+    (!decision.is_allow()).then_some(decision)
 }
 
 async fn call_tool(
     mut ex: Exchange,
     engine: &PolicyEngine,
-    who: &Principal,
+    who: &Caller,
     route: &Route,
     id: &Id,
     call: CallTool,
@@ -375,7 +408,7 @@ async fn read_resource(
     mut ex: Exchange,
     gw: &Arc<Gateway>,
     engine: &PolicyEngine,
-    who: &Principal,
+    who: &Caller,
     route: &Route,
     id: &Id,
     uri: String,
@@ -420,7 +453,7 @@ async fn read_resource(
 async fn get_prompt(
     mut ex: Exchange,
     engine: &PolicyEngine,
-    who: &Principal,
+    who: &Caller,
     route: &Route,
     id: &Id,
     name: &str,
@@ -475,33 +508,60 @@ fn digest(arguments: &Map<String, Value>) -> String {
 async fn decide_and_forward(
     mut ex: Exchange,
     engine: &PolicyEngine,
-    who: &Principal,
+    who: &Caller,
     target: Target<'_>,
     upstream: &Upstream,
     id: &Id,
     method: &str,
     params: &Value,
 ) -> Response {
+    let reach = connect(engine, who, upstream.name().as_str());
+    if !reach.is_allow() {
+        return ex.denied(id, reach).await;
+    }
     let decision = engine.authorize(&request(who, target));
     if !decision.is_allow() {
         return ex.denied(id, decision).await;
     }
+    if decision.obligations.approval.is_some() {
+        // Held actions need the approval workflow; until a human can approve
+        // it, the action does not run.
+        let mut held = decision;
+        held.effect = Effect::Deny;
+        held.reasons.push(
+            "this action needs human approval, and approvals are not enabled: it was not run"
+                .into(),
+        );
+        return ex.denied(id, held).await;
+    }
     if let Err(r) = ex.commit(id, decision).await {
         return r;
     }
-    forward(ex, upstream, id, method, params, who.user.as_ref()).await
+    let label = match target {
+        Target::Tool { upstream, tool, .. } => engine.tool_label(upstream, tool),
+        _ => None,
+    };
+    forward(ex, upstream, id, method, params, who, label).await
 }
 
-/// Phase 7: forward, answer, record the outcome.
+/// Phase 7: forward, answer, record the outcome (and, for a tool call, what
+/// the session has now read).
 async fn forward(
     ex: Exchange,
     upstream: &Upstream,
     id: &Id,
     method: &str,
     params: &Value,
-    user: Option<&warden_core::UserName>,
+    who: &Caller,
+    label: Option<warden_policy::ToolLabel>,
 ) -> Response {
-    match upstream.call_as(method, Some(params), user).await {
+    let result = upstream
+        .call_as(method, Some(params), who.user.as_ref())
+        .await;
+    if let (Ok(_), Some(label)) = (&result, label) {
+        ex.gateway().taints.record(&who.session_key, label);
+    }
+    match result {
         Ok(result) => {
             #[derive(serde::Deserialize)]
             struct ToolResult {

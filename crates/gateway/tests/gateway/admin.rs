@@ -174,5 +174,5 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
         .json()
         .await
         .unwrap();
-    assert_eq!(policy["policies"], 1);
+    assert_eq!(policy["policies"], 2, "the test policy and connect-all");
 }

@@ -19,7 +19,9 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use warden_example::{HttpServer, Service, serve_http};
 use warden_gateway::Gateway;
 use warden_identity::{CaFiles, KeyRing, SigningKey, TokenIssuer};
-use warden_store::{Agent, CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError, User};
+use warden_store::{
+    Agent, CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError, Task, User,
+};
 use warden_vault::MasterKey;
 
 pub const SCHEMA: &str = warden_policy::BASE_SCHEMA;
@@ -61,6 +63,10 @@ pub struct Options {
     pub crm_auth: Option<&'static str>,
     /// The crm upstream's secret, stored before the gateway starts.
     pub crm_secret: Option<&'static str>,
+    /// Add a policy that lets every agent connect to every upstream.
+    pub connect_all: bool,
+    /// Extra `[[upstreams]]`-level lines for the crm upstream (labels).
+    pub crm_extra: &'static str,
 }
 
 impl Default for Options {
@@ -74,6 +80,8 @@ impl Default for Options {
             identity: String::new(),
             crm_auth: None,
             crm_secret: None,
+            connect_all: true,
+            crm_extra: "",
         }
     }
 }
@@ -188,6 +196,21 @@ impl Store for FaultyStore {
     ) -> Result<User, StoreError> {
         self.inner.set_user_active(tenant, name, active).await
     }
+    async fn create_task(&self, task: Task) -> Result<(), StoreError> {
+        self.inner.create_task(task).await
+    }
+    async fn task(&self, tenant: &TenantId, id: &str) -> Result<Option<Task>, StoreError> {
+        if self.agent_lookup.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.task(tenant, id).await
+    }
+    async fn list_tasks(&self, tenant: &TenantId) -> Result<Vec<Task>, StoreError> {
+        self.inner.list_tasks(tenant).await
+    }
+    async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError> {
+        self.inner.end_task(tenant, id).await
+    }
     async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put_secret(at, sealed).await
     }
@@ -215,6 +238,14 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/warden.cedarschema"), SCHEMA).unwrap();
     std::fs::write(dir.path().join("policies/test.cedar"), policies).unwrap();
+    if options.connect_all {
+        // Every agent may reach every upstream; tests of `connect` turn this off.
+        std::fs::write(
+            dir.path().join("policies/connect.cedar"),
+            "@id(\"connect-all\") permit(principal, action == Warden::Action::\"connect\", resource);\n",
+        )
+        .unwrap();
+    }
     let config_text = format!(
         r#"
         [gateway]
@@ -235,6 +266,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         name = "crm"
         url = "{crm}"
         {crm_auth}
+        {crm_extra}
         [[upstreams]]
         name = "docs"
         url = "{docs}"
@@ -250,6 +282,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         )),
         identity = options.identity,
         crm_auth = options.crm_auth.map_or_else(String::new, |a| format!("auth = {a}")),
+        crm_extra = options.crm_extra,
     );
     let tls = options.tls.is_some();
     let config = Config::parse(&config_text, &dir.path().join("warden.toml")).unwrap();

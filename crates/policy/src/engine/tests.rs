@@ -1,9 +1,10 @@
-use serde_json::json;
+use serde_json::{Map, json};
 use warden_core::UpstreamName;
 use warden_mcp::{ToolCatalog, ToolDef};
 
 use super::*;
 use crate::{BASE_SCHEMA, SourceFile};
+use crate::{Classification, Labels};
 
 fn tool(name: &str, schema: Value) -> ToolDef {
     let def = json!({ "name": name, "inputSchema": schema });
@@ -52,6 +53,13 @@ fn sources(policies: &str) -> PolicySources {
     }
 }
 
+/// A context with nothing special about it.
+fn ctx() -> &'static RequestContext {
+    static CTX: std::sync::LazyLock<RequestContext> =
+        std::sync::LazyLock::new(|| RequestContext::at(1_795_000_000));
+    &CTX
+}
+
 fn engine(policies: &str) -> PolicyEngine {
     PolicyEngine::build(&sources(policies), &catalogs()).unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -70,6 +78,7 @@ fn call<'a>(
             tool,
             args,
         },
+        context: ctx(),
     }
 }
 
@@ -185,6 +194,7 @@ fn resources_and_prompts_have_their_own_actions() {
     let r = |uri| Request {
         agent: "a",
         user: None,
+        context: ctx(),
         target: Target::Resource {
             upstream: "docs",
             uri,
@@ -195,6 +205,7 @@ fn resources_and_prompts_have_their_own_actions() {
     let p = |name| Request {
         agent: "a",
         user: None,
+        context: ctx(),
         target: Target::Prompt {
             upstream: "crm",
             name,
@@ -278,6 +289,7 @@ fn slices_decide_exactly_as_the_whole_set() {
                     let r = Request {
                         agent: &agent,
                         user,
+                        context: ctx(),
                         target: Target::Tool {
                             upstream,
                             tool,
@@ -342,4 +354,278 @@ fn a_delegated_request_needs_both_the_agent_and_the_user_g3() {
     // not let an agent of the same name act.
     let q = args(json!({}));
     assert!(!e.authorize(&call("bob", "docs", "search", &q)).is_allow());
+}
+
+type Call<'c> = dyn Fn(&'static str, &'static str, &'static str, &'static Map<String, Value>) -> Request<'c>
+    + 'c;
+
+fn at<'c>(ctx: &'c RequestContext) -> Box<Call<'c>> {
+    Box::new(move |agent, upstream, tool, args| Request {
+        agent,
+        user: None,
+        target: Target::Tool {
+            upstream,
+            tool,
+            args,
+        },
+        context: ctx,
+    })
+}
+
+fn leak(v: Value) -> &'static Map<String, Value> {
+    Box::leak(Box::new(args(v)))
+}
+
+#[test]
+fn time_source_mtls_and_the_agent_s_attributes_are_in_the_context() {
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"docs/search", resource)
+           when { context.now.hour >= 9 && context.now.hour < 18 && context.now.weekday != "sunday" };
+           permit(principal, action == Warden::Action::"crm/get_customer", resource)
+           when { context.mtls && context.source_ip.isInRange(ip("10.0.0.0/8")) };
+           permit(principal, action == Warden::Action::"crm/refund", resource)
+           when { principal has owner && principal.owner == "alice" && principal.state == "active" };"#,
+    );
+    let q = leak(json!({"q": "x"}));
+    // 2026-11-23 is a Monday; 10:00 and 20:00 UTC.
+    let monday_10 = RequestContext::at(1_795_428_000);
+    let monday_20 = RequestContext::at(1_795_464_000);
+    let sunday_10 = RequestContext::at(1_795_341_600);
+    assert!(
+        e.authorize(&at(&monday_10)("a", "docs", "search", q))
+            .is_allow()
+    );
+    assert!(
+        !e.authorize(&at(&monday_20)("a", "docs", "search", q))
+            .is_allow()
+    );
+    assert!(
+        !e.authorize(&at(&sunday_10)("a", "docs", "search", q))
+            .is_allow()
+    );
+    let id = leak(json!({"id": "c-1"}));
+    let mut inside = RequestContext::at(1_795_428_000);
+    inside.source_ip = "10.1.2.3".parse().unwrap();
+    assert!(
+        !e.authorize(&at(&inside)("a", "crm", "get_customer", id))
+            .is_allow(),
+        "no mTLS"
+    );
+    inside.mtls = true;
+    assert!(
+        e.authorize(&at(&inside)("a", "crm", "get_customer", id))
+            .is_allow()
+    );
+    inside.source_ip = "192.168.1.1".parse().unwrap();
+    assert!(
+        !e.authorize(&at(&inside)("a", "crm", "get_customer", id))
+            .is_allow(),
+        "outside"
+    );
+    let refund = leak(json!({"amount": 5}));
+    let mut owned = RequestContext::at(1_795_428_000);
+    assert!(
+        !e.authorize(&at(&owned)("a", "crm", "refund", refund))
+            .is_allow()
+    );
+    owned.agent.owner = Some("alice".into());
+    assert!(
+        e.authorize(&at(&owned)("a", "crm", "refund", refund))
+            .is_allow()
+    );
+}
+
+fn labelled() -> PolicyEngine {
+    let mut labels = Labels::default();
+    labels.tools.insert(
+        "crm/get_customer".into(),
+        crate::LabelOverride {
+            classification: Some(Classification::Confidential),
+            ..Default::default()
+        },
+    );
+    labels.tools.insert(
+        "crm/refund".into(),
+        crate::LabelOverride {
+            external: Some(true),
+            ..Default::default()
+        },
+    );
+    PolicyEngine::build_with(
+        &sources(
+            r#"permit(principal, action in Warden::Action::"call_tool", resource);
+               @id("no-exfiltration") @reason("this session has read confidential data")
+               forbid(principal, action in Warden::Action::"call_tool", resource)
+               when { resource.external && context.session.taint_level >= 2 };
+               @id("no-destructive") forbid(principal, action in Warden::Action::"call_tool", resource)
+               when { resource.effect == "destructive" && context.risk.level != "low" };"#,
+        ),
+        &catalogs(),
+        &labels,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[test]
+fn a_session_tainted_by_confidential_data_cannot_send_it_out() {
+    let e = labelled();
+    assert_eq!(
+        e.tool_label("crm", "get_customer").unwrap().classification,
+        Classification::Confidential
+    );
+    let refund = leak(json!({"amount": 5}));
+    let clean = RequestContext::at(1_795_428_000);
+    assert!(
+        e.authorize(&at(&clean)("a", "crm", "refund", refund))
+            .is_allow()
+    );
+    let mut tainted = clean.clone();
+    tainted.session.taint = Classification::Confidential;
+    let d = e.authorize(&at(&tainted)("a", "crm", "refund", refund));
+    assert_eq!(d.policies, ["no-exfiltration"]);
+    assert_eq!(d.reasons, ["this session has read confidential data"]);
+    // Reading more is still fine; only the external sink is closed.
+    let id = leak(json!({"id": "c-1"}));
+    assert!(
+        e.authorize(&at(&tainted)("a", "crm", "get_customer", id))
+            .is_allow()
+    );
+    // The risk record is there: high risk stops destructive tools.
+    let mut risky = clean.clone();
+    risky.risk_score = 80;
+    assert!(
+        !e.authorize(&at(&risky)("a", "crm", "refund", refund))
+            .is_allow()
+    );
+}
+
+#[test]
+fn approval_and_redaction_obligations_are_carried_in_the_decision() {
+    let e = engine(
+        r#"@id("refund") @approval("required") @redact("note")
+           permit(principal, action == Warden::Action::"crm/refund", resource);
+           @id("big-refund") @approval("dual")
+           permit(principal, action == Warden::Action::"crm/refund", resource)
+           when { context.args.amount.greaterThan(decimal("100.0")) };
+           permit(principal, action == Warden::Action::"docs/search", resource);"#,
+    );
+    let small = leak(json!({"amount": 5}));
+    let big = leak(json!({"amount": 500}));
+    let d = e.authorize(&call("a", "crm", "refund", small));
+    assert_eq!(
+        d.obligations.approval,
+        Some(warden_core::Approval::Required)
+    );
+    assert_eq!(d.obligations.redact, ["note"]);
+    let d = e.authorize(&call("a", "crm", "refund", big));
+    assert_eq!(
+        d.obligations.approval,
+        Some(warden_core::Approval::Dual),
+        "the strictest"
+    );
+    let q = leak(json!({}));
+    assert!(
+        e.authorize(&call("a", "docs", "search", q))
+            .obligations
+            .is_empty()
+    );
+    // Bad annotations are load errors.
+    for bad in [
+        r#"@approval("maybe") permit(principal, action, resource);"#,
+        r#"@approval("required") forbid(principal, action, resource);"#,
+    ] {
+        let errors = PolicyEngine::build(&sources(bad), &catalogs()).unwrap_err();
+        assert!(errors[0].message.contains("approval"), "{errors:?}");
+    }
+}
+
+fn task(agent: &str, tools: &[&str]) -> TaskGrant {
+    TaskGrant {
+        id: "t-1".into(),
+        agent: agent.into(),
+        purpose: "refund \"ticket\" 42".into(),
+        expires_at: 1_795_430_000,
+        tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+#[test]
+fn a_task_grants_its_tools_to_its_agent_only_while_it_is_carried() {
+    let e = engine(
+        r#"@id("no-big") @reason("no refunds above 100")
+           forbid(principal, action == Warden::Action::"crm/refund", resource)
+           when { context.args.amount.greaterThan(decimal("100.0")) };"#,
+    );
+    let small = leak(json!({"amount": 5}));
+    let big = leak(json!({"amount": 500}));
+    let plain = RequestContext::at(1_795_428_000);
+    assert!(
+        !e.authorize(&at(&plain)("a", "crm", "refund", small))
+            .is_allow()
+    );
+    let mut with_task = plain.clone();
+    with_task.task = Some(task("a", &["crm/refund"]));
+    let d = e.authorize(&at(&with_task)("a", "crm", "refund", small));
+    assert!(d.is_allow(), "{d:?}");
+    assert_eq!(d.policies, ["task:t-1"]);
+    assert!(d.reasons[0].contains("refund \"ticket\" 42"), "{d:?}");
+    // Forbids still win over a grant.
+    assert_eq!(
+        e.authorize(&at(&with_task)("a", "crm", "refund", big))
+            .policies,
+        ["no-big"]
+    );
+    // Only the granted tools, only for the task's agent.
+    let id = leak(json!({"id": "c-1"}));
+    assert!(
+        !e.authorize(&at(&with_task)("a", "crm", "get_customer", id))
+            .is_allow()
+    );
+    assert!(
+        !e.authorize(&at(&with_task)("b", "crm", "refund", small))
+            .is_allow()
+    );
+    // A grant of an unknown tool denies, with the reason.
+    let mut bad = plain.clone();
+    bad.task = Some(task("a", &["crm/drop_tables"]));
+    let d = e.authorize(&at(&bad)("a", "crm", "refund", small));
+    assert!(!d.is_allow());
+    assert!(d.reasons[0].contains("invalid"), "{d:?}");
+}
+
+#[test]
+fn connect_decides_which_upstreams_an_agent_reaches() {
+    let e = engine(
+        r#"permit(principal == Warden::Agent::"a", action == Warden::Action::"connect", resource == Warden::Upstream::"crm");
+           permit(principal, action == Warden::Action::"connect", resource)
+           when { context.mtls };"#,
+    );
+    let plain = RequestContext::at(1_795_428_000);
+    let connect = |agent, upstream, ctx| Request {
+        agent,
+        user: None,
+        target: Target::Upstream { upstream },
+        context: ctx,
+    };
+    assert!(e.authorize(&connect("a", "crm", &plain)).is_allow());
+    assert!(!e.authorize(&connect("a", "docs", &plain)).is_allow());
+    assert!(!e.authorize(&connect("b", "crm", &plain)).is_allow());
+    let mut mtls = plain.clone();
+    mtls.mtls = true;
+    assert!(e.authorize(&connect("b", "docs", &mtls)).is_allow());
+}
+
+#[test]
+fn conditions_on_attributes_that_do_not_exist_are_load_errors() {
+    for bad in [
+        r#"permit(principal, action == Warden::Action::"crm/refund", resource) when { context.args.currency == "EUR" };"#,
+        r#"permit(principal, action, resource) when { resource.owner == "x" };"#,
+        r#"permit(principal, action, resource) when { context.session.secret == 1 };"#,
+        r#"permit(principal, action, resource) when { principal.owner == "x" };"#,
+    ] {
+        assert!(
+            PolicyEngine::build(&sources(bad), &catalogs()).is_err(),
+            "{bad}"
+        );
+    }
 }
