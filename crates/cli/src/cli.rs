@@ -58,6 +58,9 @@ pub enum Command {
     /// Store upstream credentials (sealed at rest; never shown again).
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Just-in-time task grants.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// Check policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -147,6 +150,56 @@ pub enum AgentCommand {
         name: String,
         /// The certificate's serial number (hex).
         serial: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `warden task …`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Open a task: the agent may use `--allow` tools until it ends or
+    /// expires; prints the task id and a token scoped to it.
+    Start {
+        /// The agent.
+        #[arg(long)]
+        agent: String,
+        /// The user the agent acts for during the task.
+        #[arg(long)]
+        user: Option<String>,
+        /// What the task is for (shown in decisions and the audit trail).
+        #[arg(long)]
+        purpose: String,
+        /// A tool the task grants, `upstream.tool` (repeatable).
+        #[arg(long = "allow", required = true)]
+        allow: Vec<String>,
+        /// Lifetime, e.g. `30m` (default: `tasks.default_ttl`).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print `{"id": …, "token": …, "expires_at": …}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a task: its grant and every token tied to it stop at once.
+    End {
+        /// The task id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A fresh token for an open task (tokens live at most
+    /// `identity.max_token_ttl`).
+    Token {
+        /// The task id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tasks.
+    List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -305,6 +358,19 @@ pub enum PolicyCommand {
         /// using the catalogs Warden recorded.
         #[arg(long)]
         live: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run decision test cases (TOML `[[case]]` tables) against the
+    /// policies: exit 1 if any case fails, 3 if the file is malformed.
+    Test {
+        /// The case file.
+        file: PathBuf,
+        /// Tool catalogs as JSON (`{"upstream": [tool definitions]}`)
+        /// instead of the recorded ones.
+        #[arg(long)]
+        catalogs: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -9,12 +9,14 @@
 //! evaluation error denies.
 
 mod args;
+mod cases;
 mod engine;
 mod labels;
 mod schema;
 mod source;
 
 pub use args::ArgType;
+pub use cases::{CASE_TIME, CaseResult, CaseTarget, DecisionCase, parse_cases, run_cases};
 pub use labels::{Classification, LabelOverride, Labels, ToolEffect, ToolLabel};
 
 /// Warden's Cedar schema, as `warden init` writes it to `policies/warden.cedarschema`.

@@ -8,6 +8,7 @@ mod keys;
 mod policy;
 mod secret;
 mod serve;
+mod task;
 mod token;
 mod user;
 
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Agent(cmd) => agent::run(&cli, cmd).await,
         Command::Token(cmd) => token::run(&cli, cmd).await,
         Command::User(cmd) => user::run(&cli, cmd).await,
+        Command::Task(cmd) => task::run(&cli, cmd).await,
         Command::Key(cmd) => keys::run_key(&cli, cmd).await,
         Command::Ca(cmd) => keys::run_ca(&cli, cmd).await,
         Command::Secret(cmd) => secret::run(&cli, cmd).await,

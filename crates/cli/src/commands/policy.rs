@@ -1,23 +1,116 @@
-//! `warden policy check`.
+//! `warden policy check` and `warden policy test`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
+use warden_core::UpstreamName;
 use warden_gateway::{Credentials, Upstream};
 use warden_mcp::ToolCatalog;
-use warden_policy::{Catalogs, PolicyEngine, PolicySources};
+use warden_policy::{Catalogs, PolicyEngine, PolicySources, parse_cases, run_cases};
 
 use crate::cli::{Cli, PolicyCommand};
 use crate::context::{config, print_json, store};
 use crate::{Failure, Outcome};
 
 pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
-    let PolicyCommand::Check { live, json } = cmd;
+    match cmd {
+        PolicyCommand::Check { live, json } => check(cli, *live, *json).await,
+        PolicyCommand::Test {
+            file,
+            catalogs,
+            json,
+        } => test(cli, file, catalogs.as_deref(), *json).await,
+    }
+}
+
+/// `warden policy test FILE`.
+async fn test(cli: &Cli, file: &Path, catalogs_file: Option<&Path>, json: bool) -> Outcome {
+    let config = config(cli)?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    let cases =
+        parse_cases(&text).map_err(|e| Failure::Invalid(anyhow!("`{}`: {e}", file.display())))?;
+    let catalogs = match catalogs_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                .map_err(|e| Failure::Invalid(anyhow!("`{}`: {e}", path.display())))?;
+            let mut catalogs = Catalogs::new();
+            for (name, value) in map {
+                let name = UpstreamName::new(&name).map_err(|e| Failure::Invalid(anyhow!(e)))?;
+                let catalog = ToolCatalog::from_json(value)
+                    .map_err(|e| Failure::Invalid(anyhow!("`{}`: {e}", path.display())))?;
+                catalogs.insert(name, catalog);
+            }
+            catalogs
+        }
+        None => recorded(&config).await?.0,
+    };
+    let sources = PolicySources::read_dir(&config.policy.dir)
+        .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
+    let engine = PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config))
+        .map_err(|d| {
+            let shown: Vec<String> = d.iter().map(ToString::to_string).collect();
+            Failure::Invalid(anyhow!("invalid policies:\n{}", shown.join("\n")))
+        })?;
+    let results = run_cases(&engine, &cases);
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    if json {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| json!({ "name": r.name, "passed": r.passed(), "problems": r.problems, "decision": r.decision }))
+            .collect();
+        print_json(&json!({ "cases": list, "failed": failed }))?;
+    } else {
+        for r in &results {
+            if r.passed() {
+                println!("ok    {}", r.name);
+            } else {
+                println!("FAIL  {}: {}", r.name, r.problems.join("; "));
+            }
+        }
+        println!("{} cases, {} failed", results.len(), failed);
+    }
+    if failed > 0 {
+        return Err(anyhow!("{failed} of {} decision cases failed", results.len()).into());
+    }
+    Ok(())
+}
+
+/// The recorded catalogs of the configured upstreams, and the upstreams
+/// that have none.
+async fn recorded(config: &warden_config::Config) -> Result<(Catalogs, Vec<String>), Failure> {
+    let store = store(config).await?;
+    let recorded = store
+        .catalogs()
+        .await
+        .context("cannot read the recorded catalogs")?;
+    let mut catalogs = Catalogs::new();
+    let mut missing = Vec::new();
+    for u in &config.upstreams {
+        match recorded.iter().find(|(name, _)| name == &u.name) {
+            Some((_, text)) => {
+                let value = serde_json::from_str(text).context("corrupt recorded catalog")?;
+                catalogs.insert(
+                    u.name.clone(),
+                    ToolCatalog::from_json(value).map_err(|e| anyhow!(e))?,
+                );
+            }
+            None => missing.push(u.name.to_string()),
+        }
+    }
+    Ok((catalogs, missing))
+}
+
+/// `warden policy check`.
+async fn check(cli: &Cli, live: bool, json: bool) -> Outcome {
     let config = config(cli)?;
     let mut catalogs = Catalogs::new();
     let mut missing = Vec::new();
-    if *live {
+    if live {
         let store = store(&config).await?;
         let master = if config.upstreams.iter().any(|u| u.auth.is_some()) {
             Some(Arc::new(super::secret::master_key(&config)?))
@@ -49,30 +142,14 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
             catalogs.insert(u.name.clone(), catalog);
         }
     } else {
-        let store = store(&config).await?;
-        let recorded = store
-            .catalogs()
-            .await
-            .context("cannot read the recorded catalogs")?;
-        for u in &config.upstreams {
-            match recorded.iter().find(|(name, _)| name == &u.name) {
-                Some((_, text)) => {
-                    let value = serde_json::from_str(text).context("corrupt recorded catalog")?;
-                    catalogs.insert(
-                        u.name.clone(),
-                        ToolCatalog::from_json(value).map_err(|e| anyhow!(e))?,
-                    );
-                }
-                None => missing.push(u.name.to_string()),
-            }
-        }
+        (catalogs, missing) = recorded(&config).await?;
     }
     let sources = PolicySources::read_dir(&config.policy.dir)
         .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
     match PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config)) {
         Ok(engine) => {
             let tools: usize = catalogs.values().map(|c| c.tools.len()).sum();
-            if *json {
+            if json {
                 return print_json(&json!({
                     "ok": true, "version": engine.version(), "policies": engine.policy_count(),
                     "tools": tools, "upstreams_without_catalog": missing,
@@ -94,7 +171,7 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
             Ok(())
         }
         Err(diagnostics) => {
-            if *json {
+            if json {
                 let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 print_json(&json!({ "ok": false, "errors": errors }))?;
             }

@@ -14,6 +14,7 @@ mod commands;
 mod examples;
 mod identity;
 mod serve;
+mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

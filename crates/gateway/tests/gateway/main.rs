@@ -14,6 +14,7 @@ mod harness;
 mod admin;
 mod auth;
 mod bad_input;
+mod context;
 mod enforcement;
 mod fail_closed;
 mod mtls;
