@@ -123,6 +123,72 @@ fn policy(c: &mut Criterion) {
     );
 }
 
+/// Decision cost with 20,000 open task grants (over 10,000 agents) against
+/// the cost with none: grants are cut per task, so the cost stays flat.
+fn task_grants(c: &mut Criterion) {
+    const AGENTS: usize = 10_000;
+    const TASKS: usize = 20_000;
+    let e = engine(&policies());
+    let Value::Object(args) = json!({"id": "c-42", "limit": 5}) else {
+        unreachable!()
+    };
+    let names: Vec<String> = (0..AGENTS).map(|i| format!("worker-{i}")).collect();
+    let contexts: Vec<RequestContext> = (0..TASKS)
+        .map(|t| {
+            let mut ctx = RequestContext::at(1_795_428_000);
+            ctx.task = Some(warden_policy::TaskGrant {
+                id: format!("task-{t}"),
+                agent: names[t % AGENTS].clone(),
+                purpose: format!("ticket {t}"),
+                expires_at: 1_795_431_600,
+                tools: vec![format!("bench/{}", tool_of(t)), "bench/lookup_0".into()],
+            });
+            ctx
+        })
+        .collect();
+    let tools: Vec<String> = (0..TASKS).map(tool_of).collect();
+    let request = |t: usize| Request {
+        agent: &names[t % AGENTS],
+        user: None,
+        target: Target::Tool {
+            upstream: "bench",
+            tool: &tools[t],
+            args: &args,
+        },
+        context: &contexts[t],
+    };
+    // Every grant is built once (as the first request of each task does).
+    for t in 0..TASKS {
+        assert!(e.authorize(&request(t)).is_allow(), "task {t}");
+    }
+    let plain = RequestContext::at(1_795_428_000);
+    let name = agent(7);
+    let tool = tool_of(7);
+    let without = Request {
+        agent: &name,
+        user: None,
+        target: Target::Tool {
+            upstream: "bench",
+            tool: &tool,
+            args: &args,
+        },
+        context: &plain,
+    };
+    c.bench_function("policy/authorize, no task grants", |b| {
+        b.iter(|| -> Decision { e.authorize(black_box(&without)) })
+    });
+    let mut t = 0;
+    c.bench_function(
+        "policy/authorize with a task, 20,000 grants over 10,000 agents",
+        |b| {
+            b.iter(|| -> Decision {
+                t = (t + 7919) % TASKS;
+                e.authorize(black_box(&request(t)))
+            })
+        },
+    );
+}
+
 fn record(i: u64) -> Vec<u8> {
     let rec = AuditRecord {
         kind: RecordKind::Request,
@@ -190,6 +256,6 @@ fn store(c: &mut Criterion) {
 criterion_group! {
     name = phases;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
-    targets = tokens, codec, policy, store
+    targets = tokens, codec, policy, task_grants, store
 }
 criterion_main!(phases);

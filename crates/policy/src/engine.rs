@@ -15,7 +15,9 @@ use warden_core::{Approval, Decision, Effect, Obligations};
 
 pub use request::{AgentInfo, Request, RequestContext, SessionState, Target, TaskGrant};
 
-use self::request::{Parts, Types, common_context, context, entities, principal_entity};
+use self::request::{
+    Fields, IpCache, Parts, Types, common_context, context, entities, principal_entity,
+};
 use self::slices::Slices;
 use crate::args::ArgType;
 use crate::labels::{Labels, ToolLabel};
@@ -31,6 +33,7 @@ pub struct PolicyEngine {
     policies: PolicySet,
     slices: Slices,
     parts: Parts,
+    ips: IpCache,
     arg_types: BTreeMap<String, ArgType>,
     types: Types,
     authorizer: Authorizer,
@@ -103,6 +106,7 @@ impl PolicyEngine {
             slices,
             policies,
             parts,
+            ips: IpCache::default(),
             arg_types,
             types,
             authorizer: Authorizer::new(),
@@ -137,6 +141,43 @@ impl PolicyEngine {
     /// the agent acts for a user, the user must be permitted too (G3). A
     /// request of an open task also gets the task's grant.
     pub fn authorize(&self, request: &Request<'_>) -> Decision {
+        match self.fields(request) {
+            Ok(fields) => self.authorize_with(request, &fields),
+            Err(e) => Decision::deny(e),
+        }
+    }
+
+    /// Decides `connect` to the target's upstream, then the request itself
+    /// (the first denial wins), building the request's context once.
+    pub fn authorize_with_reach(&self, request: &Request<'_>) -> Decision {
+        let fields = match self.fields(request) {
+            Ok(f) => f,
+            Err(e) => return Decision::deny(e),
+        };
+        let upstream = match request.target {
+            Target::Tool { upstream, .. }
+            | Target::Resource { upstream, .. }
+            | Target::Prompt { upstream, .. }
+            | Target::Upstream { upstream } => upstream,
+        };
+        let reach = Request {
+            target: Target::Upstream { upstream },
+            ..*request
+        };
+        let connect = self.authorize_with(&reach, &fields);
+        if !connect.is_allow() || matches!(request.target, Target::Upstream { .. }) {
+            return connect;
+        }
+        self.authorize_with(request, &fields)
+    }
+
+    /// The context fields every decision of `request` shares.
+    fn fields(&self, request: &Request<'_>) -> Result<Fields, String> {
+        let user = request.user.map(|u| Types::uid(&self.types.user, u));
+        common_context(request.context, user, &self.ips)
+    }
+
+    fn authorize_with(&self, request: &Request<'_>, fields: &Fields) -> Decision {
         let grant;
         let agent_policies = match &request.context.task {
             Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
@@ -148,10 +189,11 @@ impl PolicyEngine {
             },
             None => self.slices.of_agent(request.agent),
         };
-        let agent = self.decide(request, Principal::Agent, agent_policies);
+        let agent = self.decide(request, Principal::Agent, agent_policies, fields);
         match request.user {
             Some(user) if agent.is_allow() => {
-                let human = self.decide(request, Principal::User, self.slices.of_user(user));
+                let human =
+                    self.decide(request, Principal::User, self.slices.of_user(user), fields);
                 delegated(agent, human, user)
             }
             _ => agent,
@@ -162,18 +204,27 @@ impl PolicyEngine {
     /// reference the slices are tested against.
     #[cfg(test)]
     fn authorize_unsliced(&self, request: &Request<'_>) -> Decision {
-        let agent = self.decide(request, Principal::Agent, &self.policies);
+        let Ok(fields) = self.fields(request) else {
+            return Decision::deny("no context");
+        };
+        let agent = self.decide(request, Principal::Agent, &self.policies, &fields);
         match request.user {
             Some(user) if agent.is_allow() => {
-                let human = self.decide(request, Principal::User, &self.policies);
+                let human = self.decide(request, Principal::User, &self.policies, &fields);
                 delegated(agent, human, user)
             }
             _ => agent,
         }
     }
 
-    fn decide(&self, request: &Request<'_>, who: Principal, policies: &PolicySet) -> Decision {
-        match self.cedar_request(request, who, true) {
+    fn decide(
+        &self,
+        request: &Request<'_>,
+        who: Principal,
+        policies: &PolicySet,
+        fields: &Fields,
+    ) -> Decision {
+        match self.cedar_request(request, who, true, fields) {
             Ok((req, entities)) => self.decision(
                 &self.authorizer.is_authorized(&req, policies, &entities),
                 policies,
@@ -191,6 +242,9 @@ impl PolicyEngine {
         let Target::Tool { .. } = request.target else {
             return self.authorize(request).is_allow();
         };
+        let Ok(fields) = self.fields(request) else {
+            return false;
+        };
         let grant;
         let agent_policies = match &request.context.task {
             Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
@@ -202,14 +256,20 @@ impl PolicyEngine {
             },
             None => self.slices.of_agent(request.agent),
         };
-        self.may_list_as(request, Principal::Agent, agent_policies)
+        self.may_list_as(request, Principal::Agent, agent_policies, &fields)
             && request.user.is_none_or(|user| {
-                self.may_list_as(request, Principal::User, self.slices.of_user(user))
+                self.may_list_as(request, Principal::User, self.slices.of_user(user), &fields)
             })
     }
 
-    fn may_list_as(&self, request: &Request<'_>, who: Principal, policies: &PolicySet) -> bool {
-        let Ok((req, entities)) = self.cedar_request(request, who, false) else {
+    fn may_list_as(
+        &self,
+        request: &Request<'_>,
+        who: Principal,
+        policies: &PolicySet,
+        fields: &Fields,
+    ) -> bool {
+        let Ok((req, entities)) = self.cedar_request(request, who, false, fields) else {
             return false;
         };
         let response = self.authorizer.is_authorized(&req, policies, &entities);
@@ -233,6 +293,7 @@ impl PolicyEngine {
         request: &Request<'_>,
         who: Principal,
         typed: bool,
+        fields: &Fields,
     ) -> Result<(cedar_policy::Request, cedar_policy::Entities), String> {
         let t = &self.types;
         let (principal, principal_entity) = match (who, request.user) {
@@ -249,9 +310,8 @@ impl PolicyEngine {
                 )
             }
         };
-        let user = request.user.map(|u| Types::uid(&t.user, u));
-        let mut fields = common_context(request.context, user)?;
-        let mut list = vec![principal_entity];
+        let mut fields = fields.clone();
+        let mut list = Vec::new();
         let (action, resource) = match request.target {
             Target::Tool {
                 upstream,
@@ -271,9 +331,20 @@ impl PolicyEngine {
                     RestrictedExpression::new_record([]).map_err(|e| e.to_string())?
                 };
                 fields.push(("args".into(), args));
-                list.extend(entry.entities.iter().cloned());
-                list.extend(self.parts.action(&id));
-                (Types::uid(&t.action, &id), Types::uid(&t.tool, &id))
+                let req = cedar_policy::Request::new(
+                    principal,
+                    Types::uid(&t.action, &id),
+                    Types::uid(&t.tool, &id),
+                    context(fields)?,
+                    None,
+                )
+                .map_err(|e| format!("invalid request: {e}"))?;
+                let entities = entry
+                    .base
+                    .clone()
+                    .add_entities([principal_entity], None)
+                    .map_err(|e| format!("invalid request entities: {e}"))?;
+                return Ok((req, entities));
             }
             Target::Resource { upstream, uri } => {
                 let uid = Types::uid(&t.resource, &format!("{upstream}/{uri}"));
@@ -292,17 +363,28 @@ impl PolicyEngine {
                 (Types::uid(&t.action, ACTION_GET_PROMPT), uid)
             }
             Target::Upstream { upstream } => {
-                list.extend(self.parts.upstreams.get(upstream).cloned());
-                list.extend(self.parts.action(ACTION_CONNECT));
-                (
+                let req = cedar_policy::Request::new(
+                    principal,
                     Types::uid(&t.action, ACTION_CONNECT),
                     Types::uid(&t.upstream, upstream),
+                    context(fields)?,
+                    None,
                 )
+                .map_err(|e| format!("invalid request: {e}"))?;
+                let base = match self.parts.connect.get(upstream) {
+                    Some(base) => base.clone(),
+                    None => entities(self.parts.action(ACTION_CONNECT).collect())?,
+                };
+                let entities = base
+                    .add_entities([principal_entity], None)
+                    .map_err(|e| format!("invalid request entities: {e}"))?;
+                return Ok((req, entities));
             }
         };
         // The context and entities are built from the schema's own types, so
         // they are not validated again (that would cost more than the
         // evaluation).
+        list.push(principal_entity);
         let req = cedar_policy::Request::new(principal, action, resource, context(fields)?, None)
             .map_err(|e| format!("invalid request: {e}"))?;
         Ok((req, entities(list)?))
@@ -336,10 +418,17 @@ impl PolicyEngine {
                 ..Decision::deny("")
             };
         }
-        let annotation = |id: &String, key: &str| set.annotation(&PolicyId::new(id), key);
+        // `PolicySet::annotation` parses its key on every call; reading the
+        // policy's annotations directly does not.
+        let annotation = |id: &String, key: &str| -> Option<String> {
+            set.policy(&PolicyId::new(id))?
+                .annotations()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_owned())
+        };
         let reasons: Vec<String> = policies
             .iter()
-            .filter_map(|id| annotation(id, "reason").map(str::to_owned))
+            .filter_map(|id| annotation(id, "reason"))
             .collect();
         match response.decision() {
             cedar_policy::Decision::Allow => {
@@ -352,7 +441,7 @@ impl PolicyEngine {
                     if let Some(r) = annotation(id, "redact") {
                         obligations = obligations.merge(Obligations {
                             approval: None,
-                            redact: vec![r.to_owned()],
+                            redact: vec![r],
                         });
                     }
                 }

@@ -13,11 +13,14 @@ fn tasks_start_end_and_refuse_bad_grants() {
             ([127, 0, 0, 1], 0).into(),
         ))
         .unwrap();
-    let config = std::fs::read_to_string(dir.join("warden.toml")).unwrap();
+    let config = std::fs::read_to_string(dir.join("warden.toml"))
+        .unwrap()
+        .replace("max_ttl = \"8h\"", "max_ttl = \"2h\"");
+    assert!(config.contains("max_ttl = \"2h\""));
     std::fs::write(
         dir.join("warden.toml"),
         format!(
-            "{config}\n[tasks]\nmax_ttl = \"2h\"\n[[upstreams]]\nname = \"crm\"\nurl = \"{}\"\n",
+            "{config}\n[[upstreams]]\nname = \"crm\"\nurl = \"{}\"\n",
             crm.url()
         ),
     )

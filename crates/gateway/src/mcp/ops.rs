@@ -515,11 +515,8 @@ async fn decide_and_forward(
     method: &str,
     params: &Value,
 ) -> Response {
-    let reach = connect(engine, who, upstream.name().as_str());
-    if !reach.is_allow() {
-        return ex.denied(id, reach).await;
-    }
-    let decision = engine.authorize(&request(who, target));
+    // `connect` to the upstream, then the action itself.
+    let decision = engine.authorize_with_reach(&request(who, target));
     if !decision.is_allow() {
         return ex.denied(id, decision).await;
     }

@@ -164,11 +164,39 @@ fn record(
         .map_err(|e| e.to_string())
 }
 
+/// Context fields, as Cedar takes them.
+pub(crate) type Fields = Vec<(String, RestrictedExpression)>;
+
+/// IP address expressions, made once per address: Cedar parses the name of
+/// its `ip` extension function each time one is made.
+#[derive(Debug, Default)]
+pub(crate) struct IpCache(std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>);
+
+/// Addresses remembered at most; the cache is emptied when full.
+const MAX_CACHED_IPS: usize = 10_000;
+
+impl IpCache {
+    fn get(&self, ip: IpAddr) -> RestrictedExpression {
+        if let Some(e) = self.0.lock().ok().and_then(|m| m.get(&ip).cloned()) {
+            return e;
+        }
+        let e = RestrictedExpression::new_ip(ip.to_string());
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= MAX_CACHED_IPS {
+                m.clear();
+            }
+            m.insert(ip, e.clone());
+        }
+        e
+    }
+}
+
 /// The context fields every action has.
 pub(crate) fn common_context(
     ctx: &RequestContext,
     user: Option<EntityUid>,
-) -> Result<Vec<(String, RestrictedExpression)>, String> {
+    ips: &IpCache,
+) -> Result<Fields, String> {
     let day = ctx.now / 86_400;
     let weekday = WEEKDAYS
         .get(usize::try_from(day % 7).unwrap_or(0))
@@ -187,10 +215,7 @@ pub(crate) fn common_context(
                 ),
             ])?,
         ),
-        (
-            "source_ip".to_owned(),
-            RestrictedExpression::new_ip(ctx.source_ip.to_string()),
-        ),
+        ("source_ip".to_owned(), ips.get(ctx.source_ip)),
         ("mtls".to_owned(), RestrictedExpression::new_bool(ctx.mtls)),
         (
             "session".to_owned(),
@@ -271,11 +296,12 @@ impl Types {
     }
 }
 
-/// A tool's entity, its labels, and the entities a call to it touches.
+/// A tool's labels, and the entities a call to it touches but the
+/// principal (the tool, its upstream, its action and the action's group).
 #[derive(Debug, Clone)]
 pub(crate) struct ToolEntry {
     pub(crate) label: ToolLabel,
-    pub(crate) entities: Vec<Entity>,
+    pub(crate) base: Entities,
 }
 
 /// The precomputed entities: per tool, per upstream, and the actions.
@@ -284,6 +310,8 @@ pub(crate) struct Parts {
     pub(crate) tools: HashMap<String, ToolEntry>,
     pub(crate) upstreams: HashMap<String, Entity>,
     pub(crate) actions: HashMap<String, Vec<Entity>>,
+    /// Per upstream: the upstream and the `connect` action.
+    pub(crate) connect: HashMap<String, Entities>,
 }
 
 impl Parts {
@@ -308,11 +336,16 @@ impl Parts {
                 vec![Entity::new_no_attrs(uid, HashSet::new())],
             );
         }
+        let connect =
+            Entity::new_no_attrs(Types::uid(&types.action, ACTION_CONNECT), HashSet::new());
         for upstream in upstreams {
             let uid = Types::uid(&types.upstream, upstream);
-            parts
-                .upstreams
-                .insert(upstream.clone(), Entity::new_no_attrs(uid, HashSet::new()));
+            let entity = Entity::new_no_attrs(uid, HashSet::new());
+            parts.connect.insert(
+                upstream.clone(),
+                entities(vec![entity.clone(), connect.clone()])?,
+            );
+            parts.upstreams.insert(upstream.clone(), entity);
         }
         for (upstream, tool, label) in tools {
             let id = crate::tool_action(upstream, tool);
@@ -342,16 +375,17 @@ impl Parts {
                 .get(upstream)
                 .cloned()
                 .ok_or_else(|| format!("tool `{id}` of an unknown upstream"))?;
+            let action = Entity::new_no_attrs(
+                Types::uid(&types.action, &id),
+                HashSet::from([call_tool.clone()]),
+            );
+            let base = entities(vec![entity, upstream_entity, action.clone(), group.clone()])?;
             parts.tools.insert(
                 id.clone(),
                 ToolEntry {
                     label: *label,
-                    entities: vec![entity, upstream_entity],
+                    base,
                 },
-            );
-            let action = Entity::new_no_attrs(
-                Types::uid(&types.action, &id),
-                HashSet::from([call_tool.clone()]),
             );
             parts.actions.insert(id, vec![action, group.clone()]);
         }
