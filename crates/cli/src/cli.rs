@@ -362,6 +362,19 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the policy versions Warden has run, newest first.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an earlier policy version back in the policy folder (a running
+    /// gateway picks it up); it must still validate.
+    Rollback {
+        /// The version (or a unique prefix of at least 6 characters).
+        #[arg(value_name = "VERSION")]
+        target: String,
+    },
     /// Run decision test cases (TOML `[[case]]` tables) against the
     /// policies: exit 1 if any case fails, 3 if the file is malformed.
     Test {
@@ -398,4 +411,17 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Checks every subcommand's arguments (unique names, valid groups).
+        Cli::command().debug_assert();
+    }
 }

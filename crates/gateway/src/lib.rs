@@ -116,6 +116,7 @@ impl Gateway {
         )
         .map_err(StartError::Policy)?;
         let policy = Arc::new(policy);
+        policy.record_bundle().await;
         policy.watch(config.policy.reload_interval);
         for (name, catalog) in &catalogs {
             if let Err(e) = store

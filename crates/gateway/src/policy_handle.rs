@@ -69,6 +69,24 @@ impl PolicyHandle {
         })
     }
 
+    /// Keeps the policy files in force as a bundle under their version, for
+    /// `warden policy history` and `rollback`.
+    pub async fn record_bundle(&self) {
+        let Some((version, bundle)) = self
+            .inputs
+            .lock()
+            .ok()
+            .map(|i| (i.0.version(), i.0.to_bundle()))
+        else {
+            return;
+        };
+        match self.store.save_bundle(&version, &bundle).await {
+            Ok(true) => tracing::info!(version = %version, "policy bundle recorded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(version = %version, "cannot record the policy bundle: {e}"),
+        }
+    }
+
     /// The engine in force.
     pub fn engine(&self) -> Option<Arc<PolicyEngine>> {
         self.engine.read().ok().map(|e| e.clone())
@@ -152,7 +170,11 @@ impl PolicyHandle {
             loop {
                 tick.tick().await;
                 let Some(handle) = weak.upgrade() else { break };
-                if let Err(errors) = handle.reload() {
+                let reloaded = handle.reload();
+                if let Ok(true) = reloaded {
+                    handle.record_bundle().await;
+                }
+                if let Err(errors) = reloaded {
                     for e in errors {
                         tracing::error!(
                             "policy change rejected, the previous policies stay in force: {e}"

@@ -92,6 +92,86 @@ impl PolicySources {
         Ok(out)
     }
 
+    /// The files as a bundle (JSON): what `warden policy history` keeps.
+    pub fn to_bundle(&self) -> String {
+        let files = |list: &[SourceFile]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|f| serde_json::json!({ "name": f.name, "text": f.text }))
+                .collect()
+        };
+        serde_json::json!({ "policies": files(&self.policies), "schemas": files(&self.schemas) })
+            .to_string()
+    }
+
+    /// The files of a bundle made by [`to_bundle`](Self::to_bundle).
+    pub fn from_bundle(json: &str) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            name: String,
+            text: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Bundle {
+            policies: Vec<File>,
+            schemas: Vec<File>,
+        }
+        let b: Bundle = serde_json::from_str(json).map_err(|e| format!("corrupt bundle: {e}"))?;
+        let convert = |list: Vec<File>, ext: &str| -> Result<Vec<SourceFile>, String> {
+            list.into_iter()
+                .map(|f| {
+                    let plain = !f.name.is_empty()
+                        && !f.name.starts_with('.')
+                        && f.name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                        && f.name.ends_with(ext);
+                    if plain {
+                        Ok(SourceFile {
+                            name: f.name,
+                            text: f.text,
+                        })
+                    } else {
+                        Err(format!("bundle file name `{}` is not allowed", f.name))
+                    }
+                })
+                .collect()
+        };
+        Ok(Self {
+            policies: convert(b.policies, ".cedar")?,
+            schemas: convert(b.schemas, ".cedarschema")?,
+        })
+    }
+
+    /// Makes `dir` hold exactly these files: writes them and removes the
+    /// folder's other `*.cedar` and `*.cedarschema` files.
+    pub fn write_dir(&self, dir: &Path) -> Result<(), String> {
+        let io = |p: &Path, e: std::io::Error| format!("`{}`: {e}", p.display());
+        let keep: Vec<&str> = self
+            .policies
+            .iter()
+            .chain(&self.schemas)
+            .map(|f| f.name.as_str())
+            .collect();
+        for f in self.policies.iter().chain(&self.schemas) {
+            let path = dir.join(&f.name);
+            let tmp = dir.join(format!(".{}.tmp", f.name));
+            std::fs::write(&tmp, &f.text).map_err(|e| io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        }
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))?.flatten() {
+            let path = entry.path();
+            let ours = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("cedar" | "cedarschema")
+            );
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ours && !keep.contains(&name.as_str()) {
+                std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// A short digest of every file's name and text: the policy version.
     pub fn version(&self) -> String {
         let mut h = Sha256::new();
@@ -145,6 +225,44 @@ mod tests {
         assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
         assert_eq!(line_col("é", 1), (1, 1));
         assert_eq!(line_col("abc", 99), (1, 4));
+    }
+
+    #[test]
+    fn bundles_round_trip_and_refuse_paths() {
+        let dir = tempfile_dir();
+        std::fs::write(
+            dir.join("old.cedar"),
+            "permit(principal, action, resource);",
+        )
+        .unwrap();
+        let sources = PolicySources {
+            policies: vec![SourceFile {
+                name: "a.cedar".into(),
+                text: "// a".into(),
+            }],
+            schemas: vec![SourceFile {
+                name: "w.cedarschema".into(),
+                text: "namespace W {}".into(),
+            }],
+        };
+        let back = PolicySources::from_bundle(&sources.to_bundle()).unwrap();
+        assert_eq!(back, sources);
+        back.write_dir(&dir).unwrap();
+        let again = PolicySources::read_dir(&dir).unwrap();
+        assert_eq!(again, sources, "the old file is gone");
+        for bad in ["../x.cedar", "/etc/x.cedar", "x.sh", ".hidden.cedar"] {
+            let json = format!(r#"{{"policies":[{{"name":"{bad}","text":""}}],"schemas":[]}}"#);
+            assert!(PolicySources::from_bundle(&json).is_err(), "{bad}");
+        }
+        assert!(PolicySources::from_bundle("{").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("warden-bundle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

@@ -261,6 +261,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Ends the tenant's task `id`; ending an ended task is a conflict.
     async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError>;
 
+    /// Keeps a policy bundle (the policy folder's files as JSON) under its
+    /// version; `true` if it was new.
+    async fn save_bundle(&self, version: &str, bundle: &str) -> Result<bool, StoreError>;
+    /// The kept bundles' versions and when each was first seen, newest first.
+    async fn bundles(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The bundle of `version`.
+    async fn bundle(&self, version: &str) -> Result<Option<String>, StoreError>;
+
     /// Stores a sealed secret, replacing any at the same place.
     async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError>;
     /// The sealed secret at `at`.

@@ -18,7 +18,7 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use crate::fast::FastPath;
 use crate::{Agent, CertRecord, NewAgent, SecretRef, Store, StoreError, Task, User};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -85,6 +85,13 @@ const MIGRATION_3: &[&str] = &["CREATE TABLE tasks (
         expires_at INTEGER NOT NULL,
         ended_at TEXT,
         PRIMARY KEY (tenant, id)
+    ) STRICT"];
+
+const MIGRATION_4: &[&str] = &["CREATE TABLE policy_bundles (
+        version TEXT PRIMARY KEY,
+        bundle TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        seq INTEGER NOT NULL
     ) STRICT"];
 
 /// The SQLite implementation of [`Store`].
@@ -175,6 +182,18 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                     .map_err(db)?;
             }
             sqlx::query("PRAGMA user_version = 3")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if version < 4 {
+            for statement in MIGRATION_4 {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            sqlx::query("PRAGMA user_version = 4")
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -605,6 +624,44 @@ impl Store for SqliteStore {
             )));
         }
         Ok(task)
+    }
+
+    async fn save_bundle(&self, version: &str, bundle: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO policy_bundles (version, bundle, created_at, seq)
+             SELECT ?, ?, ?, coalesce(max(seq), 0) + 1 FROM policy_bundles WHERE true
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(bundle)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn bundles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT version, created_at FROM policy_bundles ORDER BY seq DESC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("version").map_err(db)?,
+                    r.try_get("created_at").map_err(db)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn bundle(&self, version: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT bundle FROM policy_bundles WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
     }
 
     async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError> {

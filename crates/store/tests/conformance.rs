@@ -342,7 +342,30 @@ async fn tasks(store: &dyn Store) {
     assert_eq!(store.list_tasks(&tenant("acme")).await.unwrap().len(), 1);
 }
 
+async fn bundles(store: &dyn Store) {
+    assert!(store.save_bundle("v1", "{\"a\":1}").await.unwrap());
+    assert!(
+        !store.save_bundle("v1", "{\"a\":1}").await.unwrap(),
+        "kept once"
+    );
+    assert!(store.save_bundle("v2", "{\"a\":2}").await.unwrap());
+    let versions: Vec<String> = store
+        .bundles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(versions, ["v2", "v1"], "newest first");
+    assert_eq!(
+        store.bundle("v1").await.unwrap().as_deref(),
+        Some("{\"a\":1}")
+    );
+    assert_eq!(store.bundle("v3").await.unwrap(), None);
+}
+
 async fn suite(store: Arc<dyn Store>) {
+    bundles(store.as_ref()).await;
     tasks(store.as_ref()).await;
     agents(store.as_ref()).await;
     audit(store.clone()).await;

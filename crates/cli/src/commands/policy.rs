@@ -22,7 +22,93 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
             catalogs,
             json,
         } => test(cli, file, catalogs.as_deref(), *json).await,
+        PolicyCommand::History { json } => history(cli, *json).await,
+        PolicyCommand::Rollback { target } => rollback(cli, target).await,
     }
+}
+
+/// `warden policy history`.
+async fn history(cli: &Cli, json: bool) -> Outcome {
+    let config = config(cli)?;
+    let store = store(&config).await?;
+    let current = PolicySources::read_dir(&config.policy.dir)
+        .map(|s| s.version())
+        .ok();
+    let bundles = store
+        .bundles()
+        .await
+        .context("cannot read the policy history")?;
+    if json {
+        let list: Vec<serde_json::Value> = bundles
+            .iter()
+            .map(|(v, at)| json!({ "version": v, "first_seen": at, "current": current.as_deref() == Some(v.as_str()) }))
+            .collect();
+        return print_json(&json!({ "versions": list }));
+    }
+    for (v, at) in &bundles {
+        let mark = if current.as_deref() == Some(v.as_str()) {
+            "*"
+        } else {
+            " "
+        };
+        println!("{mark} {v}  {at}");
+    }
+    Ok(())
+}
+
+/// `warden policy rollback VERSION`.
+async fn rollback(cli: &Cli, wanted: &str) -> Outcome {
+    let config = config(cli)?;
+    let store = store(&config).await?;
+    if wanted.len() < 6 {
+        return Err(anyhow!("give at least 6 characters of the version").into());
+    }
+    let matches: Vec<String> = store
+        .bundles()
+        .await
+        .context("cannot read the policy history")?
+        .into_iter()
+        .map(|(v, _)| v)
+        .filter(|v| v.starts_with(wanted))
+        .collect();
+    let [version] = matches.as_slice() else {
+        return Err(anyhow!(
+            "{} policy versions start with `{wanted}`; see `warden policy history`",
+            matches.len()
+        )
+        .into());
+    };
+    let bundle = store
+        .bundle(version)
+        .await
+        .context("cannot read the bundle")?
+        .ok_or_else(|| anyhow!("version `{version}` is gone"))?;
+    let sources = PolicySources::from_bundle(&bundle).map_err(|e| anyhow!(e))?;
+    let (catalogs, _) = recorded(&config).await?;
+    if let Err(d) =
+        PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config))
+    {
+        let shown: Vec<String> = d.iter().map(ToString::to_string).collect();
+        return Err(Failure::Invalid(anyhow!(
+            "version `{version}` no longer validates against the tool catalogs, so it was not put back:\n{}",
+            shown.join("\n")
+        )));
+    }
+    sources
+        .write_dir(&config.policy.dir)
+        .map_err(|e| anyhow!(e))?;
+    super::audit_change(
+        store.as_ref(),
+        config.identity.default_tenant.as_str(),
+        &format!("policy:{version}"),
+        "policy.rollback",
+    )
+    .await?;
+    println!(
+        "policy version `{version}` is back in `{}`; a running gateway applies it within `policy.reload_interval`",
+        config.policy.dir.display()
+    );
+    Ok(())
 }
 
 /// `warden policy test FILE`.
@@ -148,6 +234,12 @@ async fn check(cli: &Cli, live: bool, json: bool) -> Outcome {
         .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
     match PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config)) {
         Ok(engine) => {
+            // A valid folder is kept in the history, as the gateway does.
+            store(&config)
+                .await?
+                .save_bundle(engine.version(), &sources.to_bundle())
+                .await
+                .context("cannot record the policy version")?;
             let tools: usize = catalogs.values().map(|c| c.tools.len()).sum();
             if json {
                 return print_json(&json!({

@@ -183,3 +183,51 @@ fn the_init_template_is_the_documented_default() {
     );
     assert_eq!(parsed.storage_url, defaults.storage_url);
 }
+
+#[test]
+fn policy_versions_are_kept_and_can_be_rolled_back() {
+    let (_tmp, dir) = init();
+    let check = warden(&dir, &["policy", "check", "--json"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let first = check.json()["version"].as_str().unwrap().to_owned();
+    let starter = std::fs::read_to_string(dir.join("policies/starter.cedar")).unwrap();
+    std::fs::write(
+        dir.join("policies/extra.cedar"),
+        "@id(\"reach\") permit(principal, action == Warden::Action::\"connect\", resource);\n",
+    )
+    .unwrap();
+    let check = warden(&dir, &["policy", "check", "--json"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    let second = check.json()["version"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    let history = warden(&dir, &["policy", "history", "--json"]).json();
+    let versions: Vec<(&str, bool)> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap(),
+                v["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(versions, [(second.as_str(), true), (first.as_str(), false)]);
+    // Too short or unknown: refused.
+    assert_eq!(warden(&dir, &["policy", "rollback", "abc"]).code, 1);
+    assert_eq!(warden(&dir, &["policy", "rollback", "ffffffffff"]).code, 1);
+    let run = warden(&dir, &["policy", "rollback", &first[..8]]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !dir.join("policies/extra.cedar").exists(),
+        "the later file is gone"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("policies/starter.cedar")).unwrap(),
+        starter
+    );
+    let check = warden(&dir, &["policy", "check", "--json"]);
+    assert_eq!(check.json()["version"], first.as_str());
+    let tail = warden(&dir, &["audit", "tail", "-n", "10", "--json"]).stdout;
+    assert!(tail.contains("policy.rollback"), "{tail}");
+}

@@ -299,6 +299,10 @@ async fn policies_reload_atomically_and_invalid_sets_are_refused() {
             .await
             .is_ok()
     );
+    // Both sets that were in force are kept in the history; the broken one
+    // is not.
+    let versions = h.store.bundles().await.unwrap();
+    assert_eq!(versions.len(), 2, "{versions:?}");
     client.cancel().await.unwrap();
 }
 

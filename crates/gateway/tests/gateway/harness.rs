@@ -211,6 +211,15 @@ impl Store for FaultyStore {
     async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError> {
         self.inner.end_task(tenant, id).await
     }
+    async fn save_bundle(&self, version: &str, bundle: &str) -> Result<bool, StoreError> {
+        self.inner.save_bundle(version, bundle).await
+    }
+    async fn bundles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.bundles().await
+    }
+    async fn bundle(&self, version: &str) -> Result<Option<String>, StoreError> {
+        self.inner.bundle(version).await
+    }
     async fn put_secret(&self, at: &SecretRef, sealed: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put_secret(at, sealed).await
     }
