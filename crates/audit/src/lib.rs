@@ -11,4 +11,4 @@ mod record;
 pub use chain::{
     ChainEntry, ChainHead, GENESIS, VerifyError, VerifyReport, chain_hash, verify_chain,
 };
-pub use record::{AuditRecord, Outcome, RecordKind};
+pub use record::{AuditRecord, Outcome, RecordKind, ShadowDecision};

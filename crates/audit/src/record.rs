@@ -66,6 +66,20 @@ pub struct AuditRecord {
     /// For outcome records: what happened upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    /// Where a candidate policy version, evaluated in shadow mode, would
+    /// have decided otherwise (never enforced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowDecision>,
+}
+
+/// A shadow policy version's different decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowDecision {
+    /// The candidate's version.
+    pub version: String,
+    /// What it decided.
+    pub decision: Decision,
 }
 
 /// What the upstream did.
@@ -104,6 +118,7 @@ impl AuditRecord {
             status: None,
             error: None,
             outcome: None,
+            shadow: None,
         }
     }
 
@@ -135,6 +150,7 @@ impl AuditRecord {
             status: None,
             error: None,
             outcome: None,
+            shadow: None,
         }
     }
 }

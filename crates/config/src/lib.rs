@@ -161,6 +161,8 @@ pub struct PolicyConfig {
     pub dir: PathBuf,
     /// How often the folder is checked for changes.
     pub reload_interval: Duration,
+    /// The candidate folder evaluated in shadow mode, if any.
+    pub shadow_dir: Option<PathBuf>,
 }
 
 /// `[identity]`.
@@ -371,6 +373,7 @@ impl Config {
             policy: PolicyConfig {
                 dir: base.join(raw.policy.dir),
                 reload_interval: raw.policy.reload_interval.0,
+                shadow_dir: raw.policy.shadow_dir.map(|d| base.join(d)),
             },
             identity: IdentityConfig {
                 issuer: identity.issuer,

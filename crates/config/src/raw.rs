@@ -195,6 +195,10 @@ pub struct RawPolicy {
     /// Default `1s`.
     #[serde(default = "reload_interval")]
     pub reload_interval: HumanDuration,
+    /// A candidate policy folder evaluated beside the live one, never
+    /// enforced (shadow mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_dir: Option<PathBuf>,
 }
 
 /// `[identity]`.
@@ -361,6 +365,7 @@ impl Default for RawPolicy {
         Self {
             dir: policy_dir(),
             reload_interval: reload_interval(),
+            shadow_dir: None,
         }
     }
 }

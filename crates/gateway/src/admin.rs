@@ -273,8 +273,17 @@ async fn policy_status(State(gw): Gw, headers: HeaderMap) -> Response {
     }
     match gw.policy.engine() {
         Some(engine) => {
-            Json(json!({ "version": engine.version(), "policies": engine.policy_count() }))
-                .into_response()
+            let mut status =
+                json!({ "version": engine.version(), "policies": engine.policy_count() });
+            if let (Some((version, differences)), Some(map)) =
+                (gw.policy.shadow_status(), status.as_object_mut())
+            {
+                map.insert(
+                    "shadow".into(),
+                    json!({ "version": version, "differences": differences }),
+                );
+            }
+            Json(status).into_response()
         }
         None => error(StatusCode::SERVICE_UNAVAILABLE, "policy engine unavailable"),
     }

@@ -113,6 +113,7 @@ impl Gateway {
             catalogs.clone(),
             store.clone(),
             labels_of(&config),
+            config.policy.shadow_dir.clone(),
         )
         .map_err(StartError::Policy)?;
         let policy = Arc::new(policy);

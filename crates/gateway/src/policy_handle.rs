@@ -21,6 +21,17 @@ pub struct PolicyHandle {
     rejected: Mutex<Option<String>>,
     store: Arc<dyn Store>,
     labels: Labels,
+    shadow: Option<Shadow>,
+}
+
+/// Shadow mode: a candidate folder, evaluated beside the live policies on
+/// real traffic and never enforced.
+#[derive(Debug)]
+struct Shadow {
+    dir: PathBuf,
+    engine: RwLock<Option<Arc<PolicyEngine>>>,
+    sources: Mutex<Option<PolicySources>>,
+    differences: std::sync::atomic::AtomicU64,
 }
 
 fn label_override(l: &ToolLabelConfig) -> LabelOverride {
@@ -56,17 +67,95 @@ impl PolicyHandle {
         catalogs: Catalogs,
         store: Arc<dyn Store>,
         labels: Labels,
+        shadow_dir: Option<PathBuf>,
     ) -> Result<Self, Vec<Diagnostic>> {
         let sources = PolicySources::read_dir(&dir).map_err(|d| vec![d])?;
         let engine = PolicyEngine::build_with(&sources, &catalogs, &labels)?;
-        Ok(Self {
+        let this = Self {
             dir,
             engine: RwLock::new(Arc::new(engine)),
             inputs: Mutex::new((sources, catalogs)),
             rejected: Mutex::new(None),
             store,
             labels,
-        })
+            shadow: shadow_dir.map(|dir| Shadow {
+                dir,
+                engine: RwLock::new(None),
+                sources: Mutex::new(None),
+                differences: std::sync::atomic::AtomicU64::new(0),
+            }),
+        };
+        this.reload_shadow();
+        Ok(this)
+    }
+
+    /// The candidate engine of shadow mode, when one is configured and valid.
+    pub fn shadow(&self) -> Option<Arc<PolicyEngine>> {
+        self.shadow.as_ref()?.engine.read().ok()?.clone()
+    }
+
+    /// Counts a request the shadow policies decided otherwise.
+    pub fn count_difference(&self) {
+        if let Some(s) = &self.shadow {
+            s.differences
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The shadow version and how many requests it decided otherwise.
+    pub fn shadow_status(&self) -> Option<(Option<String>, u64)> {
+        let s = self.shadow.as_ref()?;
+        let version = self.shadow().map(|e| e.version().to_owned());
+        Some((
+            version,
+            s.differences.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+
+    /// Rebuilds the shadow engine when its folder changed; a candidate that
+    /// does not validate is logged and leaves shadow mode off, never the
+    /// live policies.
+    fn reload_shadow(&self) {
+        let Some(shadow) = &self.shadow else {
+            return;
+        };
+        let sources = match PolicySources::read_dir(&shadow.dir) {
+            Ok(s) => s,
+            Err(d) => {
+                tracing::error!("shadow policies unreadable: {d}");
+                return;
+            }
+        };
+        let Ok(mut current) = shadow.sources.lock() else {
+            return;
+        };
+        if current.as_ref() == Some(&sources) {
+            return;
+        }
+        let catalogs = match self.inputs.lock() {
+            Ok(i) => i.1.clone(),
+            Err(_) => return,
+        };
+        let built = PolicyEngine::build_with(&sources, &catalogs, &self.labels);
+        let engine = match built {
+            Ok(e) => {
+                tracing::info!(
+                    version = e.version(),
+                    "shadow policies loaded (evaluated, not enforced)"
+                );
+                Some(Arc::new(e))
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!("shadow policies rejected: {e}");
+                }
+                None
+            }
+        };
+        if let Ok(mut slot) = shadow.engine.write() {
+            *slot = engine;
+        }
+        *current = Some(sources);
     }
 
     /// Keeps the policy files in force as a bundle under their version, for
@@ -170,6 +259,7 @@ impl PolicyHandle {
             loop {
                 tick.tick().await;
                 let Some(handle) = weak.upgrade() else { break };
+                handle.reload_shadow();
                 let reloaded = handle.reload();
                 if let Ok(true) = reloaded {
                     handle.record_bundle().await;

@@ -517,6 +517,7 @@ async fn decide_and_forward(
 ) -> Response {
     // `connect` to the upstream, then the action itself.
     let decision = engine.authorize_with_reach(&request(who, target));
+    shadow(&mut ex, &decision, who, target);
     if !decision.is_allow() {
         return ex.denied(id, decision).await;
     }
@@ -539,6 +540,29 @@ async fn decide_and_forward(
         _ => None,
     };
     forward(ex, upstream, id, method, params, who, label).await
+}
+
+/// Shadow mode: the candidate policies decide too; where they differ, the
+/// record says so. Never enforced.
+fn shadow(ex: &mut Exchange, live: &Decision, who: &Caller, target: Target<'_>) {
+    let gw = ex.gateway();
+    let Some(candidate) = gw.policy.shadow() else {
+        return;
+    };
+    let decision = candidate.authorize_with_reach(&request(who, target));
+    if decision.effect != live.effect {
+        gw.policy.count_difference();
+        tracing::info!(
+            request_id = %ex.rec.request_id,
+            live = ?live.effect,
+            shadow = ?decision.effect,
+            "shadow policies decide otherwise"
+        );
+        ex.rec.shadow = Some(warden_audit::ShadowDecision {
+            version: candidate.version().to_owned(),
+            decision,
+        });
+    }
 }
 
 /// Phase 7: forward, answer, record the outcome (and, for a tool call, what

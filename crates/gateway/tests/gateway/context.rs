@@ -350,3 +350,66 @@ async fn the_source_address_is_in_the_context() {
         "loopback is not 10/8: {body}"
     );
 }
+
+#[tokio::test]
+async fn shadow_policies_are_evaluated_and_recorded_but_never_enforced() {
+    let h = harness_with(
+        r#"permit(principal == Warden::Agent::"a", action == Warden::Action::"docs/search", resource);"#,
+        Options {
+            shadow: Some(
+                r#"@id("candidate-no-search") forbid(principal == Warden::Agent::"a", action == Warden::Action::"docs/search", resource);
+                   permit(principal, action == Warden::Action::"connect", resource);
+                   permit(principal == Warden::Agent::"b", action == Warden::Action::"docs/search", resource);"#,
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    let search = tool_call("search", json!({"query": "vpn"}));
+    // Live allows, the candidate would deny: allowed, and recorded.
+    let (status, _, body) = h
+        .post("/mcp/docs", Some(&h.token("a")), search.clone())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"].is_object(), "{body}");
+    assert_eq!(h.docs.calls.get(), 1);
+    // Live denies, the candidate would allow (agent b): denied, and recorded.
+    let (_, _, body) = h.post("/mcp/docs", Some(&h.token("b")), search).await;
+    assert!(message(&body).contains("access denied"), "{body}");
+    assert_eq!(h.docs.calls.get(), 1);
+    let records = h.requests().await;
+    let shadowed: Vec<(Option<&str>, Effect, Effect)> = records
+        .iter()
+        .filter_map(|r| {
+            r.shadow
+                .as_ref()
+                .map(|s| (r.agent.as_deref(), r.decision.effect, s.decision.effect))
+        })
+        .collect();
+    assert_eq!(
+        shadowed,
+        [
+            (Some("a"), Effect::Allow, Effect::Deny),
+            (Some("b"), Effect::Deny, Effect::Allow)
+        ]
+    );
+    let admin = h
+        .issuer
+        .issue_admin(
+            "ops",
+            warden_identity::Role::Auditor,
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .token;
+    let status: Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/policy", h.admin))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["shadow"]["differences"], 2, "{status}");
+}

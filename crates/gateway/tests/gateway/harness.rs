@@ -67,6 +67,8 @@ pub struct Options {
     pub connect_all: bool,
     /// Extra `[[upstreams]]`-level lines for the crm upstream (labels).
     pub crm_extra: &'static str,
+    /// Candidate policies for shadow mode.
+    pub shadow: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             crm_secret: None,
             connect_all: true,
             crm_extra: "",
+            shadow: None,
         }
     }
 }
@@ -247,6 +250,12 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/warden.cedarschema"), SCHEMA).unwrap();
     std::fs::write(dir.path().join("policies/test.cedar"), policies).unwrap();
+    if let Some(candidate) = options.shadow {
+        let shadow = dir.path().join("candidate");
+        std::fs::create_dir_all(&shadow).unwrap();
+        std::fs::write(shadow.join("warden.cedarschema"), SCHEMA).unwrap();
+        std::fs::write(shadow.join("candidate.cedar"), candidate).unwrap();
+    }
     if options.connect_all {
         // Every agent may reach every upstream; tests of `connect` turn this off.
         std::fs::write(
@@ -271,6 +280,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         [policy]
         dir = "policies"
         reload_interval = "100ms"
+        {shadow}
         [[upstreams]]
         name = "crm"
         url = "{crm}"
@@ -292,6 +302,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         identity = options.identity,
         crm_auth = options.crm_auth.map_or_else(String::new, |a| format!("auth = {a}")),
         crm_extra = options.crm_extra,
+        shadow = if options.shadow.is_some() { "shadow_dir = \"candidate\"" } else { "" },
     );
     let tls = options.tls.is_some();
     let config = Config::parse(&config_text, &dir.path().join("warden.toml")).unwrap();
