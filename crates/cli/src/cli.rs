@@ -19,6 +19,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The tenant to act in (default: `identity.default_tenant`); it must
+    /// be served (`[[tenants]]`).
+    #[arg(long, global = true, env = "WARDEN_TENANT")]
+    pub tenant: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

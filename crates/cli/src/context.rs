@@ -92,3 +92,19 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// The tenant a command acts in: `--tenant`, else the default one; it must
+/// be one the config serves.
+pub fn tenant(cli: &Cli, config: &Config) -> Result<warden_core::TenantId, Failure> {
+    let Some(raw) = &cli.tenant else {
+        return Ok(config.identity.default_tenant.clone());
+    };
+    let tenant =
+        warden_core::TenantId::new(raw).map_err(|e| Failure::Failed(anyhow::anyhow!(e)))?;
+    if config.policy_dir(&tenant).is_none() {
+        return Err(Failure::Failed(anyhow::anyhow!(
+            "tenant `{tenant}` is not served: add it under `[[tenants]]` in the config"
+        )));
+    }
+    Ok(tenant)
+}

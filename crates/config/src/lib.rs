@@ -17,8 +17,8 @@ use std::time::Duration;
 use warden_core::{TenantId, UpstreamName};
 
 pub use raw::{
-    RawAdmin, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage, RawTasks, RawTls,
-    RawToolLabel, RawUpstream, RawUpstreamAuth,
+    RawAdmin, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage, RawTasks,
+    RawTenant, RawTls, RawToolLabel, RawUpstream, RawUpstreamAuth,
 };
 
 /// Tokens live at most this long, whatever the config says.
@@ -72,6 +72,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Just-in-time task grants.
     pub tasks: TasksConfig,
+    /// Tenants served beside the default one, with their policy folders.
+    pub tenants: BTreeMap<TenantId, PathBuf>,
     /// The upstream tool servers, in file order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -352,6 +354,16 @@ impl Config {
         .map_err(invalid)?;
         let upstreams =
             upstreams(raw.upstreams, &base, gateway.upstream_timeout.0).map_err(invalid)?;
+        let mut tenants = BTreeMap::new();
+        for t in raw.tenants {
+            if t.name == identity.default_tenant || tenants.contains_key(&t.name) {
+                return Err(invalid(format!(
+                    "tenant `{}` is defined twice (the default tenant uses `policy.dir`)",
+                    t.name
+                )));
+            }
+            tenants.insert(t.name, base.join(t.policy_dir));
+        }
         if raw.tasks.default_ttl.0 > raw.tasks.max_ttl.0 || raw.tasks.default_ttl.0.is_zero() {
             return Err(invalid(
                 "`tasks.default_ttl` must be above zero and at most `tasks.max_ttl`".into(),
@@ -395,8 +407,24 @@ impl Config {
                 default_ttl: raw.tasks.default_ttl.0,
                 max_ttl: raw.tasks.max_ttl.0,
             },
+            tenants,
             upstreams,
         })
+    }
+
+    /// Every tenant served: the default one first.
+    pub fn served_tenants(&self) -> Vec<TenantId> {
+        std::iter::once(self.identity.default_tenant.clone())
+            .chain(self.tenants.keys().cloned())
+            .collect()
+    }
+
+    /// The policy folder of `tenant`, if it is served.
+    pub fn policy_dir(&self, tenant: &TenantId) -> Option<&Path> {
+        if tenant == &self.identity.default_tenant {
+            return Some(&self.policy.dir);
+        }
+        self.tenants.get(tenant).map(PathBuf::as_path)
     }
 
     /// The upstream called `name`.

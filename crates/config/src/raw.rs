@@ -32,9 +32,22 @@ pub struct RawConfig {
     /// `[tasks]`.
     #[serde(default)]
     pub tasks: RawTasks,
+    /// `[[tenants]]`: tenants served beside `identity.default_tenant`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<RawTenant>,
     /// `[[upstreams]]`.
     #[serde(default)]
     pub upstreams: Vec<RawUpstream>,
+}
+
+/// One `[[tenants]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// The tenant's name.
+    pub name: TenantId,
+    /// Its own policy folder (relative to the config file).
+    pub policy_dir: PathBuf,
 }
 
 /// `[tasks]`: just-in-time task grants.

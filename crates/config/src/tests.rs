@@ -257,3 +257,29 @@ fn tool_labels_and_task_limits() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn tenants_have_their_own_policy_folders() {
+    let c = parse("[[tenants]]\nname = \"acme\"\npolicy_dir = \"tenants/acme\"\n").unwrap();
+    let acme = TenantId::new("acme").unwrap();
+    assert_eq!(
+        c.served_tenants(),
+        [TenantId::new("default").unwrap(), acme.clone()]
+    );
+    assert_eq!(
+        c.policy_dir(&acme),
+        Some(Path::new("/etc/warden/tenants/acme"))
+    );
+    assert_eq!(
+        c.policy_dir(&TenantId::new("default").unwrap()),
+        Some(Path::new("/etc/warden/policies"))
+    );
+    assert_eq!(c.policy_dir(&TenantId::new("other").unwrap()), None);
+    for bad in [
+        "[[tenants]]\nname = \"default\"\npolicy_dir = \"p\"\n",
+        "[[tenants]]\nname = \"a\"\npolicy_dir = \"p\"\n[[tenants]]\nname = \"a\"\npolicy_dir = \"q\"\n",
+        "[[tenants]]\nname = \"Bad Name\"\npolicy_dir = \"p\"\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}

@@ -13,7 +13,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warden_audit::{AuditRecord, ChainHead, verify_chain};
-use warden_core::{AgentName, AgentState};
+use warden_core::{AgentName, AgentState, TenantId};
 use warden_identity::{Operator, Role};
 use warden_store::{NewAgent, StoreError};
 
@@ -35,6 +35,22 @@ fn store_error(e: &StoreError) -> Response {
             tracing::error!("admin: {e}");
             error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
         }
+    }
+}
+
+/// The tenant an operator administers, if the gateway serves it.
+fn scope(gw: &Gateway, op: &Operator) -> Result<TenantId, Response> {
+    let tenant = op
+        .tenant
+        .clone()
+        .unwrap_or_else(|| gw.config.identity.default_tenant.clone());
+    if gw.served.contains(&tenant) {
+        Ok(tenant)
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            &format!("tenant `{tenant}` is not served by this gateway"),
+        ))
     }
 }
 
@@ -70,14 +86,11 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
 }
 
 async fn list_agents(State(gw): Gw, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
-        return r;
-    }
-    match gw
-        .store
-        .list_agents(&gw.config.identity.default_tenant)
-        .await
-    {
+    let tenant = match operator(&gw, &headers, Role::Auditor).and_then(|op| scope(&gw, &op)) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match gw.store.list_agents(&tenant).await {
         Ok(agents) => Json(json!({ "agents": agents })).into_response(),
         Err(e) => store_error(&e),
     }
@@ -88,18 +101,15 @@ fn agent_name(name: &str) -> Result<AgentName, Response> {
 }
 
 async fn show_agent(State(gw): Gw, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
-        return r;
-    }
+    let tenant = match operator(&gw, &headers, Role::Auditor).and_then(|op| scope(&gw, &op)) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let name = match agent_name(&name) {
         Ok(n) => n,
         Err(r) => return r,
     };
-    match gw
-        .store
-        .agent(&gw.config.identity.default_tenant, &name)
-        .await
-    {
+    match gw.store.agent(&tenant, &name).await {
         Ok(Some(agent)) => Json(agent).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("agent `{name}` not found")),
         Err(e) => store_error(&e),
@@ -120,8 +130,10 @@ async fn create_agent(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let op = match operator(&gw, &headers, Role::Admin) {
-        Ok(op) => op,
+    let (op, tenant) = match operator(&gw, &headers, Role::Admin)
+        .and_then(|op| scope(&gw, &op).map(|t| (op, t)))
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let req: CreateAgent = match serde_json::from_slice(&body) {
@@ -132,16 +144,15 @@ async fn create_agent(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let tenant = gw.config.identity.default_tenant.clone();
     let new = NewAgent {
-        tenant,
+        tenant: tenant.clone(),
         name: name.clone(),
         owner: req.owner,
         purpose: req.purpose,
     };
     match gw.store.create_agent(new).await {
         Ok(agent) => {
-            record_change(&gw, &op, peer, &name, "create").await;
+            record_change(&gw, &op, &tenant, peer, &name, "create").await;
             (StatusCode::CREATED, Json(agent)).into_response()
         }
         Err(e) => store_error(&e),
@@ -154,8 +165,10 @@ async fn change_agent(
     headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
-    let op = match operator(&gw, &headers, Role::Admin) {
-        Ok(op) => op,
+    let (op, tenant) = match operator(&gw, &headers, Role::Admin)
+        .and_then(|op| scope(&gw, &op).map(|t| (op, t)))
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let state = match action.as_str() {
@@ -175,14 +188,13 @@ async fn change_agent(
         Ok(n) => n,
         Err(r) => return r,
     };
-    let tenant = &gw.config.identity.default_tenant;
     let changed = match state {
-        Some(state) => gw.store.set_agent_state(tenant, &name, state).await,
-        None => gw.store.rotate_agent(tenant, &name).await,
+        Some(state) => gw.store.set_agent_state(&tenant, &name, state).await,
+        None => gw.store.rotate_agent(&tenant, &name).await,
     };
     match changed {
         Ok(agent) => {
-            record_change(&gw, &op, peer, &name, &action).await;
+            record_change(&gw, &op, &tenant, peer, &name, &action).await;
             Json(agent).into_response()
         }
         Err(e) => store_error(&e),
@@ -192,6 +204,7 @@ async fn change_agent(
 async fn record_change(
     gw: &Gateway,
     op: &Operator,
+    tenant: &TenantId,
     peer: SocketAddr,
     agent: &AgentName,
     action: &str,
@@ -199,7 +212,7 @@ async fn record_change(
     let operation = format!("agent.{action}");
     let rec = AuditRecord::admin(
         now(),
-        gw.config.identity.default_tenant.as_str(),
+        tenant.as_str(),
         &op.name,
         Some(peer.to_string()),
         agent.as_str(),
@@ -217,20 +230,34 @@ struct Page {
 }
 
 async fn audit_entries(State(gw): Gw, headers: HeaderMap, Query(page): Query<Page>) -> Response {
-    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
-        return r;
-    }
+    let tenant = match operator(&gw, &headers, Role::Auditor).and_then(|op| scope(&gw, &op)) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let is_default = tenant == gw.config.identity.default_tenant;
     let limit = page.limit.unwrap_or(100).min(1000);
     match gw.store.audit_entries(page.after.unwrap_or(0), limit).await {
         Ok(entries) => {
+            let next = entries.last().map(|e| e.seq);
+            // An operator sees their tenant's records; the default tenant's
+            // also sees the records of requests no tenant was proven for.
             let records: Vec<Value> = entries
                 .iter()
-                .map(|e| {
+                .filter_map(|e| {
                     let record: Value = serde_json::from_slice(&e.body).unwrap_or(Value::Null);
-                    json!({ "seq": e.seq, "hash": hex::encode(e.hash), "record": record })
+                    let owner = record.get("tenant").and_then(Value::as_str);
+                    let visible = match owner {
+                        Some(t) => t == tenant.as_str(),
+                        None => is_default,
+                    };
+                    visible.then(
+                        || json!({ "seq": e.seq, "hash": hex::encode(e.hash), "record": record }),
+                    )
                 })
                 .collect();
-            Json(json!({ "entries": records })).into_response()
+            // `next` is the `after` of the following page (entries of
+            // other tenants are skipped, so a page may hold fewer).
+            Json(json!({ "entries": records, "next": next })).into_response()
         }
         Err(e) => store_error(&e),
     }
@@ -268,15 +295,19 @@ async fn audit_verify(State(gw): Gw, headers: HeaderMap) -> Response {
 }
 
 async fn policy_status(State(gw): Gw, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&gw, &headers, Role::Auditor) {
-        return r;
-    }
-    match gw.policy.engine() {
+    let tenant = match operator(&gw, &headers, Role::Auditor).and_then(|op| scope(&gw, &op)) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Some(handle) = gw.policy_for(&tenant) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "policy engine unavailable");
+    };
+    match handle.engine() {
         Some(engine) => {
             let mut status =
                 json!({ "version": engine.version(), "policies": engine.policy_count() });
             if let (Some((version, differences)), Some(map)) =
-                (gw.policy.shadow_status(), status.as_object_mut())
+                (handle.shadow_status(), status.as_object_mut())
             {
                 map.insert(
                     "shadow".into(),

@@ -150,11 +150,11 @@ pub(crate) fn now_secs() -> u64 {
 /// (issued here, not revoked, the served tenant).
 async fn check_cert(
     cert: &Result<CertIdentity, String>,
-    served_tenant: &TenantId,
+    served: &[TenantId],
     store: &dyn Store,
 ) -> Result<CertIdentity, AuthError> {
     let cert = cert.as_ref().map_err(|e| AuthError::Cert(e.clone()))?;
-    if &cert.tenant != served_tenant {
+    if !served.contains(&cert.tenant) {
         return Err(AuthError::Cert(format!(
             "tenant `{}` is not served by this gateway",
             cert.tenant
@@ -186,11 +186,11 @@ pub async fn authenticate(
     peer: &Peer,
     verifier: &TokenVerifier,
     cache: &TokenCache,
-    served_tenant: &TenantId,
+    served: &[TenantId],
     store: &dyn Store,
 ) -> Result<Principal, AuthError> {
     let cert = match &peer.cert {
-        Some(c) => Some(check_cert(c, served_tenant, store).await?),
+        Some(c) => Some(check_cert(c, served, store).await?),
         None => None,
     };
     let token = match bearer(headers) {
@@ -199,7 +199,7 @@ pub async fn authenticate(
         Err(e) => return Err(e),
     };
     if let Some(t) = &token {
-        if &t.tenant != served_tenant {
+        if !served.contains(&t.tenant) {
             return Err(AuthError::Token(format!(
                 "tenant `{}` is not served by this gateway",
                 t.tenant
@@ -219,7 +219,7 @@ pub async fn authenticate(
             _ => {}
         }
         if let Some(c) = &cert
-            && c.agent != t.agent
+            && (c.agent != t.agent || c.tenant != t.tenant)
         {
             return Err(AuthError::Token(format!(
                 "token names agent `{}`, the certificate `{}`",

@@ -68,6 +68,8 @@ pub struct Gateway {
     identity: Arc<Identity>,
     tokens: auth::TokenCache,
     policy: Arc<PolicyHandle>,
+    policies: BTreeMap<warden_core::TenantId, Arc<PolicyHandle>>,
+    served: Vec<warden_core::TenantId>,
     upstreams: BTreeMap<String, Arc<Upstream>>,
     audit: AuditLog,
     sessions: sessions::Sessions,
@@ -108,17 +110,43 @@ impl Gateway {
             upstreams.insert(u.name.to_string(), Arc::new(upstream));
         }
         let catalogs = load_catalogs(&upstreams, store.as_ref()).await;
-        let policy = PolicyHandle::new(
-            config.policy.dir.clone(),
-            catalogs.clone(),
-            store.clone(),
-            labels_of(&config),
-            config.policy.shadow_dir.clone(),
-        )
-        .map_err(StartError::Policy)?;
-        let policy = Arc::new(policy);
-        policy.record_bundle().await;
-        policy.watch(config.policy.reload_interval);
+        let mut policies = BTreeMap::new();
+        for tenant in config.served_tenants() {
+            let Some(dir) = config.policy_dir(&tenant) else {
+                continue;
+            };
+            let is_default = tenant == config.identity.default_tenant;
+            let handle = PolicyHandle::new(
+                dir.to_owned(),
+                catalogs.clone(),
+                store.clone(),
+                labels_of(&config),
+                config.policy.shadow_dir.clone().filter(|_| is_default),
+            )
+            .map_err(|d| {
+                if is_default {
+                    StartError::Policy(d)
+                } else {
+                    StartError::Policy(
+                        d.into_iter()
+                            .map(|mut x| {
+                                x.file = format!("tenant `{tenant}`: {}", x.file);
+                                x
+                            })
+                            .collect(),
+                    )
+                }
+            })?;
+            let handle = Arc::new(handle);
+            handle.record_bundle().await;
+            handle.watch(config.policy.reload_interval);
+            policies.insert(tenant, handle);
+        }
+        let policy = policies
+            .get(&config.identity.default_tenant)
+            .cloned()
+            .ok_or_else(|| StartError::Other("no policies for the default tenant".into()))?;
+        let served = config.served_tenants();
         for (name, catalog) in &catalogs {
             if let Err(e) = store
                 .save_catalog(name, &catalog.to_json().to_string())
@@ -135,6 +163,8 @@ impl Gateway {
             identity,
             tokens: auth::TokenCache::default(),
             policy,
+            policies,
+            served,
             upstreams,
             sessions: sessions::Sessions::default(),
             taints: taint::Taints::default(),
@@ -147,9 +177,14 @@ impl Gateway {
         &self.config
     }
 
-    /// The live policy engine.
+    /// The default tenant's live policies.
     pub fn policy(&self) -> &Arc<PolicyHandle> {
         &self.policy
+    }
+
+    /// The live policies of `tenant`, if it is served.
+    pub fn policy_for(&self, tenant: &warden_core::TenantId) -> Option<Arc<PolicyHandle>> {
+        self.policies.get(tenant).cloned()
     }
 
     /// The identity material in force.

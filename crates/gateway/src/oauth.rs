@@ -155,7 +155,7 @@ async fn authenticate_agent(
         peer,
         &gw.identity.verifier,
         &gw.tokens,
-        &gw.config.identity.default_tenant,
+        &gw.served,
         gw.store.as_ref(),
     )
     .await

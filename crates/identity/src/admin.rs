@@ -38,6 +38,9 @@ struct AdminClaims {
     aud: String,
     sub: String,
     role: Role,
+    /// The tenant the operator administers; absent means the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
     exp: u64,
     iat: u64,
     nbf: u64,
@@ -51,6 +54,8 @@ pub struct Operator {
     pub name: String,
     /// Their role.
     pub role: Role,
+    /// The tenant they administer; `None` means the gateway's default one.
+    pub tenant: Option<warden_core::TenantId>,
 }
 
 fn admin_audience(audience: &str) -> String {
@@ -60,12 +65,25 @@ fn admin_audience(audience: &str) -> String {
 impl TokenIssuer {
     /// Issues an admin API token for `name` with `role`.
     pub fn issue_admin(&self, name: &str, role: Role, ttl: Duration) -> Result<Issued, TokenError> {
+        self.issue_admin_for(None, name, role, ttl)
+    }
+
+    /// Issues an admin API token for `name` with `role` in `tenant` (the
+    /// default tenant when `None`).
+    pub fn issue_admin_for(
+        &self,
+        tenant: Option<&warden_core::TenantId>,
+        name: &str,
+        role: Role,
+        ttl: Duration,
+    ) -> Result<Issued, TokenError> {
         let stamp = self.stamp(ttl)?;
         let claims = AdminClaims {
             iss: self.issuer.clone(),
             aud: admin_audience(&self.audience),
             sub: name.to_owned(),
             role,
+            tenant: tenant.map(ToString::to_string),
             exp: stamp.exp,
             iat: stamp.iat,
             nbf: stamp.iat,
@@ -79,9 +97,15 @@ impl TokenVerifier {
     /// Verifies an admin API token.
     pub fn verify_admin(&self, token: &str) -> Result<Operator, TokenError> {
         let claims: AdminClaims = self.verify_for_audience(token, admin_audience)?;
+        let tenant = claims
+            .tenant
+            .map(warden_core::TenantId::new)
+            .transpose()
+            .map_err(|e| TokenError::Invalid(e.to_string()))?;
         Ok(Operator {
             name: claims.sub,
             role: claims.role,
+            tenant,
         })
     }
 
@@ -152,7 +176,8 @@ mod tests {
             verifier.verify_admin(&admin.token).unwrap(),
             Operator {
                 name: "ops".into(),
-                role: Role::Auditor
+                role: Role::Auditor,
+                tenant: None,
             }
         );
         assert!(

@@ -7,7 +7,7 @@ use warden_store::{Agent, NewAgent, Store, StoreError};
 
 use super::audit_change;
 use crate::cli::{AgentCommand, Cli};
-use crate::context::{config, print_json, store};
+use crate::context::{config, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 pub fn name(raw: &str) -> Result<AgentName, Failure> {
@@ -35,7 +35,7 @@ async fn audit(store: &dyn Store, tenant: &str, agent: &AgentName, operation: &s
 pub async fn run(cli: &Cli, cmd: &AgentCommand) -> Outcome {
     let config = config(cli)?;
     let store = store(&config).await?;
-    let tenant = config.identity.default_tenant.clone();
+    let tenant = tenant(cli, &config)?;
     match cmd {
         AgentCommand::Create {
             name: raw,
@@ -113,7 +113,7 @@ pub async fn run(cli: &Cli, cmd: &AgentCommand) -> Outcome {
             }
         }
         AgentCommand::Cert { .. } | AgentCommand::Certs(_) | AgentCommand::RevokeCert { .. } => {
-            super::cert::run(&config, store.as_ref(), cmd).await
+            super::cert::run(&config, &tenant, store.as_ref(), cmd).await
         }
         AgentCommand::Suspend(r)
         | AgentCommand::Resume(r)

@@ -27,8 +27,12 @@ fn rfc3339(unix: u64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-pub async fn run(config: &Config, store: &dyn Store, cmd: &AgentCommand) -> Outcome {
-    let tenant = &config.identity.default_tenant;
+pub async fn run(
+    config: &Config,
+    tenant: &warden_core::TenantId,
+    store: &dyn Store,
+    cmd: &AgentCommand,
+) -> Outcome {
     match cmd {
         AgentCommand::Cert {
             name: raw,

@@ -27,11 +27,21 @@ pub async fn run(cli: &Cli, cmd: &PolicyCommand) -> Outcome {
     }
 }
 
+/// The policy folder of the command's tenant.
+fn tenant_dir(cli: &Cli, config: &warden_config::Config) -> Result<std::path::PathBuf, Failure> {
+    let tenant = crate::context::tenant(cli, config)?;
+    config
+        .policy_dir(&tenant)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Failure::Failed(anyhow!("tenant `{tenant}` is not served")))
+}
+
 /// `warden policy history`.
 async fn history(cli: &Cli, json: bool) -> Outcome {
     let config = config(cli)?;
+    let policy_dir = tenant_dir(cli, &config)?;
     let store = store(&config).await?;
-    let current = PolicySources::read_dir(&config.policy.dir)
+    let current = PolicySources::read_dir(&policy_dir)
         .map(|s| s.version())
         .ok();
     let bundles = store
@@ -59,6 +69,7 @@ async fn history(cli: &Cli, json: bool) -> Outcome {
 /// `warden policy rollback VERSION`.
 async fn rollback(cli: &Cli, wanted: &str) -> Outcome {
     let config = config(cli)?;
+    let policy_dir = tenant_dir(cli, &config)?;
     let store = store(&config).await?;
     if wanted.len() < 6 {
         return Err(anyhow!("give at least 6 characters of the version").into());
@@ -94,19 +105,17 @@ async fn rollback(cli: &Cli, wanted: &str) -> Outcome {
             shown.join("\n")
         )));
     }
-    sources
-        .write_dir(&config.policy.dir)
-        .map_err(|e| anyhow!(e))?;
+    sources.write_dir(&policy_dir).map_err(|e| anyhow!(e))?;
     super::audit_change(
         store.as_ref(),
-        config.identity.default_tenant.as_str(),
+        crate::context::tenant(cli, &config)?.as_str(),
         &format!("policy:{version}"),
         "policy.rollback",
     )
     .await?;
     println!(
         "policy version `{version}` is back in `{}`; a running gateway applies it within `policy.reload_interval`",
-        config.policy.dir.display()
+        policy_dir.display()
     );
     Ok(())
 }
@@ -114,6 +123,7 @@ async fn rollback(cli: &Cli, wanted: &str) -> Outcome {
 /// `warden policy test FILE`.
 async fn test(cli: &Cli, file: &Path, catalogs_file: Option<&Path>, json: bool) -> Outcome {
     let config = config(cli)?;
+    let policy_dir = tenant_dir(cli, &config)?;
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read `{}`", file.display()))?;
     let cases =
@@ -135,8 +145,8 @@ async fn test(cli: &Cli, file: &Path, catalogs_file: Option<&Path>, json: bool) 
         }
         None => recorded(&config).await?.0,
     };
-    let sources = PolicySources::read_dir(&config.policy.dir)
-        .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
+    let sources =
+        PolicySources::read_dir(&policy_dir).map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
     let engine = PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config))
         .map_err(|d| {
             let shown: Vec<String> = d.iter().map(ToString::to_string).collect();
@@ -194,6 +204,7 @@ async fn recorded(config: &warden_config::Config) -> Result<(Catalogs, Vec<Strin
 /// `warden policy check`.
 async fn check(cli: &Cli, live: bool, json: bool) -> Outcome {
     let config = config(cli)?;
+    let policy_dir = tenant_dir(cli, &config)?;
     let mut catalogs = Catalogs::new();
     let mut missing = Vec::new();
     if live {
@@ -230,8 +241,8 @@ async fn check(cli: &Cli, live: bool, json: bool) -> Outcome {
     } else {
         (catalogs, missing) = recorded(&config).await?;
     }
-    let sources = PolicySources::read_dir(&config.policy.dir)
-        .map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
+    let sources =
+        PolicySources::read_dir(&policy_dir).map_err(|d| Failure::Invalid(anyhow!("{d}")))?;
     match PolicyEngine::build_with(&sources, &catalogs, &warden_gateway::labels_of(&config)) {
         Ok(engine) => {
             // A valid folder is kept in the history, as the gateway does.
@@ -270,7 +281,7 @@ async fn check(cli: &Cli, live: bool, json: bool) -> Outcome {
             let shown: Vec<String> = diagnostics
                 .iter()
                 .map(|d| match d.position {
-                    Some(_) => format!("{}/{d}", config.policy.dir.display()),
+                    Some(_) => format!("{}/{d}", policy_dir.display()),
                     None => d.to_string(),
                 })
                 .collect();

@@ -6,13 +6,13 @@ use std::io::Read as _;
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
 use warden_config::Config;
-use warden_core::{UpstreamName, UserName};
+use warden_core::{TenantId, UpstreamName, UserName};
 use warden_store::SecretRef;
 use warden_vault::{MASTER_KEY_ENV, MasterKey, Secret};
 
 use super::audit_change;
 use crate::cli::{Cli, SecretCommand};
-use crate::context::{config, print_json, store};
+use crate::context::{config, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 /// The largest secret accepted.
@@ -31,13 +31,18 @@ pub fn master_key(config: &Config) -> Result<MasterKey, Failure> {
     MasterKey::from_base64(&text).map_err(|e| Failure::Invalid(anyhow!(e)))
 }
 
-fn place(config: &Config, upstream: &str, user: Option<&str>) -> Result<SecretRef, Failure> {
+fn place(
+    config: &Config,
+    tenant: &TenantId,
+    upstream: &str,
+    user: Option<&str>,
+) -> Result<SecretRef, Failure> {
     let upstream = UpstreamName::new(upstream).map_err(|e| anyhow!(e))?;
     if config.upstream(upstream.as_str()).is_none() {
         return Err(anyhow!("no upstream `{upstream}` in the config").into());
     }
     Ok(SecretRef {
-        tenant: config.identity.default_tenant.clone(),
+        tenant: tenant.clone(),
         upstream,
         user: user
             .map(UserName::new)
@@ -56,14 +61,15 @@ fn subject(at: &SecretRef) -> String {
 pub async fn run(cli: &Cli, cmd: &SecretCommand) -> Outcome {
     let config = config(cli)?;
     let store = store(&config).await?;
-    let tenant = config.identity.default_tenant.as_str();
+    let tenant_id = tenant(cli, &config)?;
+    let tenant = tenant_id.as_str();
     match cmd {
         SecretCommand::Set {
             upstream,
             user,
             from_env,
         } => {
-            let at = place(&config, upstream, user.as_deref())?;
+            let at = place(&config, &tenant_id, upstream, user.as_deref())?;
             let value = match from_env {
                 Some(var) => std::env::var(var).with_context(|| format!("`{var}` is not set"))?,
                 None => {
@@ -95,7 +101,7 @@ pub async fn run(cli: &Cli, cmd: &SecretCommand) -> Outcome {
         }
         SecretCommand::List { json } => {
             let list = store
-                .list_secrets(&config.identity.default_tenant)
+                .list_secrets(&tenant_id)
                 .await
                 .context("cannot list secrets")?;
             if *json {
@@ -107,7 +113,7 @@ pub async fn run(cli: &Cli, cmd: &SecretCommand) -> Outcome {
             Ok(())
         }
         SecretCommand::Delete { upstream, user } => {
-            let at = place(&config, upstream, user.as_deref())?;
+            let at = place(&config, &tenant_id, upstream, user.as_deref())?;
             if !store.delete_secret(&at).await.context("cannot delete")? {
                 return Err(anyhow!("no secret stored for `{}`", subject(&at)).into());
             }

@@ -13,7 +13,7 @@ use warden_store::{Store, StoreError, Task};
 
 use super::{audit_change, now};
 use crate::cli::{Cli, TaskCommand};
-use crate::context::{config, duration, issuer, print_json, store};
+use crate::context::{config, duration, issuer, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 /// The longest task purpose.
@@ -88,7 +88,7 @@ fn print_task(task: &Task, token: Option<(&str, u64)>, json: bool) -> Outcome {
 pub async fn run(cli: &Cli, cmd: &TaskCommand) -> Outcome {
     let config = config(cli)?;
     let store = store(&config).await?;
-    let tenant = config.identity.default_tenant.clone();
+    let tenant = tenant(cli, &config)?;
     let token_for = |task: &Task| -> Result<(String, u64), Failure> {
         let remaining = Duration::from_secs(task.expires_at.saturating_sub(unix_now()));
         let ttl = remaining.min(config.identity.max_token_ttl);

@@ -10,7 +10,7 @@ use warden_identity::{Issued, Role};
 
 use super::now;
 use crate::cli::{Cli, TokenCommand};
-use crate::context::{config, duration, issuer, operator, print_json, store};
+use crate::context::{config, duration, issuer, operator, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 pub fn print(issued: &Issued, json: bool) -> Outcome {
@@ -41,8 +41,10 @@ pub async fn run(cli: &Cli, cmd: &TokenCommand) -> Outcome {
     let issuer = issuer(&config)?;
     if let Some(operator_name) = admin {
         let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
+        let scope = tenant(cli, &config)?;
+        let scope = (scope != config.identity.default_tenant).then_some(scope);
         let issued = issuer
-            .issue_admin(operator_name, role, ttl)
+            .issue_admin_for(scope.as_ref(), operator_name, role, ttl)
             .map_err(|e| anyhow!(e))?;
         return print(&issued, *json);
     }
@@ -55,7 +57,7 @@ pub async fn run(cli: &Cli, cmd: &TokenCommand) -> Outcome {
         .map(UserName::new)
         .transpose()
         .map_err(|e| anyhow!(e))?;
-    let tenant = &config.identity.default_tenant;
+    let tenant = &tenant(cli, &config)?;
     let store = store(&config).await?;
     let record = store
         .agent(tenant, &agent)

@@ -8,7 +8,7 @@ use warden_store::StoreError;
 
 use super::audit_change;
 use crate::cli::{Cli, UserCommand};
-use crate::context::{config, duration, issuer, print_json, store};
+use crate::context::{config, duration, issuer, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 fn user_name(raw: &str) -> Result<UserName, Failure> {
@@ -18,7 +18,7 @@ fn user_name(raw: &str) -> Result<UserName, Failure> {
 pub async fn run(cli: &Cli, cmd: &UserCommand) -> Outcome {
     let config = config(cli)?;
     let store = store(&config).await?;
-    let tenant = config.identity.default_tenant.clone();
+    let tenant = tenant(cli, &config)?;
     match cmd {
         UserCommand::Create { name, role, json } => {
             let name = user_name(name)?;

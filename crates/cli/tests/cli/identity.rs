@@ -362,3 +362,40 @@ fn secrets_are_sealed_and_never_printed() {
         1
     );
 }
+
+#[test]
+fn commands_act_in_the_tenant_they_are_given() {
+    let (_tmp, dir) = init();
+    let config = std::fs::read_to_string(dir.join("warden.toml")).unwrap();
+    std::fs::create_dir_all(dir.join("tenants/acme")).unwrap();
+    std::fs::copy(
+        dir.join("policies/warden.cedarschema"),
+        dir.join("tenants/acme/warden.cedarschema"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!("{config}\n[[tenants]]\nname = \"acme\"\npolicy_dir = \"tenants/acme\"\n"),
+    )
+    .unwrap();
+    ok(&warden(
+        &dir,
+        &["--tenant", "acme", "agent", "create", "bot"],
+    ));
+    let acme = warden(&dir, &["--tenant", "acme", "agent", "list", "--json"]).json();
+    assert_eq!(acme["agents"][0]["tenant"], "acme");
+    let default = warden(&dir, &["agent", "list", "--json"]).json();
+    assert_eq!(default["agents"], serde_json::json!([]), "nothing crosses");
+    let token = warden(
+        &dir,
+        &["--tenant", "acme", "token", "issue", "--agent", "bot"],
+    );
+    ok(&token);
+    // Not an agent of the default tenant.
+    assert_eq!(warden(&dir, &["token", "issue", "--agent", "bot"]).code, 1);
+    let run = warden(&dir, &["--tenant", "globex", "agent", "list"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("not served"), "{}", run.stderr);
+    let check = warden(&dir, &["--tenant", "acme", "policy", "check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+}

@@ -72,7 +72,7 @@ impl Exchange {
             &self.peer,
             &gw.identity.verifier,
             &gw.tokens,
-            &gw.config.identity.default_tenant,
+            &gw.served,
             gw.store.as_ref(),
         )
         .await

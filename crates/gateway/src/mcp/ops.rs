@@ -80,7 +80,7 @@ pub(super) async fn run(
     id: Id,
     op: Operation,
 ) -> Response {
-    let Some(engine) = gw.policy.engine() else {
+    let Some(engine) = gw.policy_for(&who.tenant).and_then(|p| p.engine()) else {
         return ex
             .reject(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -191,7 +191,7 @@ async fn list_tools(
     route: &Route,
     id: &Id,
 ) -> Response {
-    let Some(engine) = gw.policy.engine() else {
+    let Some(engine) = gw.policy_for(&who.tenant).and_then(|p| p.engine()) else {
         return engine_unavailable(ex, id).await;
     };
     if let Some(denied) = refused_upstream(&engine, who, route) {
@@ -217,10 +217,12 @@ async fn list_tools(
                 continue;
             }
         };
-        gw.policy
-            .update_catalog(upstream.name(), catalog.clone())
-            .await;
-        let Some(engine) = gw.policy.engine() else {
+        for handle in gw.policies.values() {
+            handle
+                .update_catalog(upstream.name(), catalog.clone())
+                .await;
+        }
+        let Some(engine) = gw.policy_for(&who.tenant).and_then(|p| p.engine()) else {
             continue;
         };
         let none = Map::new();
@@ -258,7 +260,7 @@ async fn list(
     id: &Id,
     kind: &ListKind,
 ) -> Response {
-    let Some(engine) = gw.policy.engine() else {
+    let Some(engine) = gw.policy_for(&who.tenant).and_then(|p| p.engine()) else {
         return engine_unavailable(ex, id).await;
     };
     if let Some(denied) = refused_upstream(&engine, who, route) {
@@ -546,12 +548,15 @@ async fn decide_and_forward(
 /// record says so. Never enforced.
 fn shadow(ex: &mut Exchange, live: &Decision, who: &Caller, target: Target<'_>) {
     let gw = ex.gateway();
-    let Some(candidate) = gw.policy.shadow() else {
+    let Some(handle) = gw.policy_for(&who.tenant) else {
+        return;
+    };
+    let Some(candidate) = handle.shadow() else {
         return;
     };
     let decision = candidate.authorize_with_reach(&request(who, target));
     if decision.effect != live.effect {
-        gw.policy.count_difference();
+        handle.count_difference();
         tracing::info!(
             request_id = %ex.rec.request_id,
             live = ?live.effect,
@@ -577,7 +582,7 @@ async fn forward(
     label: Option<warden_policy::ToolLabel>,
 ) -> Response {
     let result = upstream
-        .call_as(method, Some(params), who.user.as_ref())
+        .call_as(method, Some(params), Some(&who.tenant), who.user.as_ref())
         .await;
     if let (Ok(_), Some(label)) = (&result, label) {
         ex.gateway().taints.record(&who.session_key, label);

@@ -25,7 +25,7 @@ const OAUTH_MARGIN: Duration = Duration::from_secs(30);
 /// Cached entries at most.
 const MAX_CACHED: usize = 10_000;
 
-type SecretKey = (UpstreamName, Option<UserName>);
+type SecretKey = (TenantId, UpstreamName, Option<UserName>);
 
 /// Opens and caches upstream secrets.
 pub struct Credentials {
@@ -34,7 +34,7 @@ pub struct Credentials {
     tenant: TenantId,
     http: reqwest::Client,
     secrets: Mutex<HashMap<SecretKey, (Instant, Option<Secret>)>>,
-    oauth: Mutex<HashMap<UpstreamName, (Instant, Secret)>>,
+    oauth: Mutex<HashMap<(TenantId, UpstreamName), (Instant, Secret)>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -57,8 +57,8 @@ fn unavailable(message: impl Into<String>) -> CallError {
 }
 
 impl Credentials {
-    /// Secrets of `tenant`, opened with `master` (none: no upstream has a
-    /// credential configured).
+    /// Secrets opened with `master` (none: no upstream has a credential
+    /// configured); calls that name no tenant use `tenant`'s.
     pub fn new(store: Arc<dyn Store>, master: Option<Arc<MasterKey>>, tenant: TenantId) -> Self {
         crate::install_crypto_provider();
         Self {
@@ -78,17 +78,18 @@ impl Credentials {
     /// The secret stored for `upstream` (and `user`), if any.
     async fn secret(
         &self,
+        tenant: &TenantId,
         upstream: &UpstreamName,
         user: Option<&UserName>,
     ) -> Result<Option<Secret>, CallError> {
-        let key = (upstream.clone(), user.cloned());
+        let key = (tenant.clone(), upstream.clone(), user.cloned());
         if let Some((at, cached)) = self.secrets.lock().ok().and_then(|m| m.get(&key).cloned())
             && at.elapsed() < SECRET_TTL
         {
             return Ok(cached);
         }
         let at = SecretRef {
-            tenant: self.tenant.clone(),
+            tenant: tenant.clone(),
             upstream: upstream.clone(),
             user: user.cloned(),
         };
@@ -122,17 +123,18 @@ impl Credentials {
     /// stored fails the call (nothing is sent without it).
     async fn secret_for(
         &self,
+        tenant: &TenantId,
         upstream: &UpstreamName,
         user: Option<&UserName>,
         per_user: bool,
     ) -> Result<Secret, CallError> {
         if per_user
             && let Some(user) = user
-            && let Some(own) = self.secret(upstream, Some(user)).await?
+            && let Some(own) = self.secret(tenant, upstream, Some(user)).await?
         {
             return Ok(own);
         }
-        self.secret(upstream, None).await?.ok_or_else(|| {
+        self.secret(tenant, upstream, None).await?.ok_or_else(|| {
             unavailable(format!(
                 "no credential stored for upstream `{upstream}` (warden secret set {upstream})"
             ))
@@ -144,18 +146,20 @@ impl Credentials {
         &self,
         upstream: &UpstreamName,
         auth: &UpstreamAuth,
+        tenant: Option<&TenantId>,
         user: Option<&UserName>,
     ) -> Result<Option<(HeaderName, HeaderValue)>, CallError> {
+        let tenant = tenant.unwrap_or(&self.tenant);
         let (name, value) = match auth {
             UpstreamAuth::Bearer { per_user } => {
-                let s = self.secret_for(upstream, user, *per_user).await?;
+                let s = self.secret_for(tenant, upstream, user, *per_user).await?;
                 (
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", s.expose()),
                 )
             }
             UpstreamAuth::Header { header, per_user } => {
-                let s = self.secret_for(upstream, user, *per_user).await?;
+                let s = self.secret_for(tenant, upstream, user, *per_user).await?;
                 let name = HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| unavailable("invalid credential header name"))?;
                 (name, s.expose().to_owned())
@@ -166,7 +170,7 @@ impl Credentials {
                 scope,
             } => {
                 let token = self
-                    .oauth_token(upstream, token_url, client_id, scope.as_deref())
+                    .oauth_token(tenant, upstream, token_url, client_id, scope.as_deref())
                     .await?;
                 (
                     http::header::AUTHORIZATION,
@@ -190,27 +194,27 @@ impl Credentials {
         let UpstreamAuth::Env { var } = auth else {
             return Ok(None);
         };
-        let s = self.secret_for(upstream, None, false).await?;
+        // A stdio process is shared by every tenant: it runs with the
+        // default tenant's secret.
+        let s = self.secret_for(&self.tenant, upstream, None, false).await?;
         Ok(Some((var.clone(), s)))
     }
 
     async fn oauth_token(
         &self,
+        tenant: &TenantId,
         upstream: &UpstreamName,
         token_url: &str,
         client_id: &str,
         scope: Option<&str>,
     ) -> Result<Secret, CallError> {
-        if let Some((until, token)) = self
-            .oauth
-            .lock()
-            .ok()
-            .and_then(|m| m.get(upstream).cloned())
+        let key = (tenant.clone(), upstream.clone());
+        if let Some((until, token)) = self.oauth.lock().ok().and_then(|m| m.get(&key).cloned())
             && Instant::now() < until
         {
             return Ok(token);
         }
-        let client_secret = self.secret_for(upstream, None, false).await?;
+        let client_secret = self.secret_for(tenant, upstream, None, false).await?;
         let mut form = vec![("grant_type", "client_credentials")];
         if let Some(scope) = scope {
             form.push(("scope", scope));
@@ -242,7 +246,7 @@ impl Credentials {
                 .max(Duration::from_secs(5));
         let token = Secret::new(token.access_token);
         if let Ok(mut m) = self.oauth.lock() {
-            m.insert(upstream.clone(), (until, token.clone()));
+            m.insert(key, (until, token.clone()));
         }
         Ok(token)
     }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use warden_config::{Transport, UpstreamAuth, UpstreamConfig};
-use warden_core::{UpstreamName, UserName};
+use warden_core::{TenantId, UpstreamName, UserName};
 
 pub use credentials::Credentials;
 use warden_mcp::ToolCatalog;
@@ -244,22 +244,24 @@ impl Upstream {
         method: &str,
         params: Option<&Value>,
     ) -> Result<Box<RawValue>, CallError> {
-        self.call_as(method, params, None).await
+        self.call_as(method, params, None, None).await
     }
 
-    /// As [`call`](Self::call), for `user`: with the user's own credential
-    /// when the upstream takes per-user secrets and one is stored.
+    /// As [`call`](Self::call), for `tenant` and `user`: with the tenant's
+    /// credential, or the user's own when the upstream takes per-user
+    /// secrets and one is stored.
     pub async fn call_as(
         &self,
         method: &str,
         params: Option<&Value>,
+        tenant: Option<&TenantId>,
         user: Option<&UserName>,
     ) -> Result<Box<RawValue>, CallError> {
         let work = async {
             let (header, env) = match &self.auth {
                 None => (None, None),
                 Some((auth, creds)) => (
-                    creds.header(&self.name, auth, user).await?,
+                    creds.header(&self.name, auth, tenant, user).await?,
                     creds.env(&self.name, auth).await?,
                 ),
             };

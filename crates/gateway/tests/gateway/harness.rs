@@ -69,6 +69,8 @@ pub struct Options {
     pub crm_extra: &'static str,
     /// Candidate policies for shadow mode.
     pub shadow: Option<&'static str>,
+    /// Further tenants and their policies.
+    pub tenants: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
             connect_all: true,
             crm_extra: "",
             shadow: None,
+            tenants: Vec::new(),
         }
     }
 }
@@ -250,6 +253,21 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
     std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/warden.cedarschema"), SCHEMA).unwrap();
     std::fs::write(dir.path().join("policies/test.cedar"), policies).unwrap();
+    let mut tenants_toml = String::new();
+    for (name, policies) in &options.tenants {
+        let tdir = dir.path().join("tenants").join(name);
+        std::fs::create_dir_all(&tdir).unwrap();
+        std::fs::write(tdir.join("warden.cedarschema"), SCHEMA).unwrap();
+        std::fs::write(tdir.join("test.cedar"), policies).unwrap();
+        std::fs::write(
+            tdir.join("connect.cedar"),
+            "permit(principal, action == Warden::Action::\"connect\", resource);\n",
+        )
+        .unwrap();
+        tenants_toml.push_str(&format!(
+            "[[tenants]]\nname = \"{name}\"\npolicy_dir = \"tenants/{name}\"\n"
+        ));
+    }
     if let Some(candidate) = options.shadow {
         let shadow = dir.path().join("candidate");
         std::fs::create_dir_all(&shadow).unwrap();
@@ -273,6 +291,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         {tls}
         [identity]
         {identity}
+        {tenants_toml}
         [admin]
         listen = "127.0.0.1:0"
         [storage]

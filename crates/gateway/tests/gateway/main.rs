@@ -19,3 +19,4 @@ mod enforcement;
 mod fail_closed;
 mod mtls;
 mod secrets;
+mod tenants;
