@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use warden_core::{AgentName, Approval, Effect, TenantId, UserName};
-use warden_store::Task;
+use warden_core::{AgentName, Approval, Effect, TenantId};
 
 use crate::harness::{Harness, Options, harness, harness_with, tenant};
 
@@ -31,20 +30,7 @@ fn now() -> u64 {
 }
 
 async fn open_task(h: &Harness, id: &str, tools: &[&str], ttl: u64) -> String {
-    h.store
-        .create_task(Task {
-            id: id.into(),
-            tenant: tenant(),
-            agent: AgentName::new("a").unwrap(),
-            user: None,
-            purpose: "answer ticket 42".into(),
-            tools: tools.iter().map(|t| (*t).to_owned()).collect(),
-            created_at: "2026-11-23T00:00:00Z".into(),
-            expires_at: now() + ttl,
-            ended_at: None,
-        })
-        .await
-        .unwrap();
+    h.create_task(&tenant(), id, "a", tools, now() + ttl).await;
     h.issuer
         .issue_for_task(
             &tenant(),
@@ -90,7 +76,10 @@ async fn a_task_token_works_during_the_task_and_dies_with_it() {
         })
         .unwrap();
     assert_eq!(granted.decision.policies, ["task:t-ended"]);
-    assert!(granted.decision.reasons[0].contains("answer ticket 42"));
+    assert!(
+        granted.decision.reasons[0].contains("task t-ended"),
+        "the purpose is named"
+    );
     // Ending the task refuses the very next request.
     h.store.end_task(&tenant(), "t-ended").await.unwrap();
     let before = h.crm.calls.get();
@@ -108,20 +97,8 @@ async fn a_task_token_works_during_the_task_and_dies_with_it() {
     assert!(message(&body).contains("has expired"), "{body}");
 
     // A task token of another agent's task, or of an unknown task: refused.
-    h.store
-        .create_task(Task {
-            id: "t-b".into(),
-            tenant: tenant(),
-            agent: AgentName::new("b").unwrap(),
-            user: None,
-            purpose: "b's".into(),
-            tools: vec!["crm/get_customer".into()],
-            created_at: "2026-11-23T00:00:00Z".into(),
-            expires_at: now() + 600,
-            ended_at: None,
-        })
-        .await
-        .unwrap();
+    h.create_task(&tenant(), "t-b", "b", &["crm/get_customer"], now() + 600)
+        .await;
     for task in ["t-b", "t-unknown"] {
         let forged = h
             .issuer
@@ -141,20 +118,14 @@ async fn a_task_token_works_during_the_task_and_dies_with_it() {
         );
     }
     // A task of another tenant with the same id is not this tenant's.
-    h.store
-        .create_task(Task {
-            id: "t-x".into(),
-            tenant: TenantId::new("other").unwrap(),
-            agent: AgentName::new("a").unwrap(),
-            user: Some(UserName::new("eve").unwrap()),
-            purpose: "x".into(),
-            tools: vec!["crm/get_customer".into()],
-            created_at: "2026-11-23T00:00:00Z".into(),
-            expires_at: now() + 600,
-            ended_at: None,
-        })
-        .await
-        .unwrap();
+    h.create_task(
+        &TenantId::new("other").unwrap(),
+        "t-x",
+        "a",
+        &["crm/get_customer"],
+        now() + 600,
+    )
+    .await;
     let cross = h
         .issuer
         .issue_for_task(
@@ -402,14 +373,6 @@ async fn shadow_policies_are_evaluated_and_recorded_but_never_enforced() {
         )
         .unwrap()
         .token;
-    let status: Value = reqwest::Client::new()
-        .get(format!("http://{}/v1/policy", h.admin))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = h.admin_json("/v1/policy", &admin).await;
     assert_eq!(status["shadow"]["differences"], 2, "{status}");
 }

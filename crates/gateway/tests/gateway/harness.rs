@@ -510,6 +510,44 @@ impl Harness {
             .collect()
     }
 
+    /// Records an open task of `agent` in `tenant`, granting `tools`.
+    pub async fn create_task(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        agent: &str,
+        tools: &[&str],
+        expires_at: u64,
+    ) {
+        self.store
+            .create_task(Task {
+                id: id.into(),
+                tenant: tenant.clone(),
+                agent: AgentName::new(agent).unwrap(),
+                user: None,
+                purpose: format!("task {id}"),
+                tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+                created_at: "2026-11-23T00:00:00Z".into(),
+                expires_at,
+                ended_at: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// GETs an admin API path with `token`; the JSON answer.
+    pub async fn admin_json(&self, path: &str, token: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("http://{}{path}", self.admin))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn policy_path(&self) -> PathBuf {
         self.dir.path().join("policies/test.cedar")
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use warden_core::{AgentName, TenantId, UpstreamName};
-use warden_store::{NewAgent, SecretRef, Task};
+use warden_store::{NewAgent, SecretRef};
 use warden_vault::{MasterKey, Secret};
 
 use crate::harness::{Harness, Options, harness_with};
@@ -131,20 +131,14 @@ async fn tenants_have_their_own_policies_agents_tasks_secrets_and_audit() {
 
     // A task of the default tenant cannot be used from acme, even with the
     // same agent name and task id.
-    h.store
-        .create_task(Task {
-            id: "t-1".into(),
-            tenant: crate::harness::tenant(),
-            agent: AgentName::new("a").unwrap(),
-            user: None,
-            purpose: "default's".into(),
-            tools: vec!["crm/update_customer".into()],
-            created_at: "2026-11-23T00:00:00Z".into(),
-            expires_at: 4_000_000_000,
-            ended_at: None,
-        })
-        .await
-        .unwrap();
+    h.create_task(
+        &crate::harness::tenant(),
+        "t-1",
+        "a",
+        &["crm/update_customer"],
+        4_000_000_000,
+    )
+    .await;
     let cross = h
         .issuer
         .issue_for_task(
@@ -175,22 +169,7 @@ async fn tenants_have_their_own_policies_agents_tasks_secrets_and_audit() {
         .issue_admin_for(Some(&acme()), "acme-ops", warden_identity::Role::Admin, ttl)
         .unwrap()
         .token;
-    let get = |path: &str, token: &str| {
-        let url = format!("http://{}{path}", h.admin);
-        let token = token.to_owned();
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let agents = get("/v1/agents", &acme_ops).await;
+    let agents = h.admin_json("/v1/agents", &acme_ops).await;
     let names: Vec<&str> = agents["agents"]
         .as_array()
         .unwrap()
@@ -198,7 +177,7 @@ async fn tenants_have_their_own_policies_agents_tasks_secrets_and_audit() {
         .map(|a| a["tenant"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["acme"]);
-    let audit = get("/v1/audit?limit=1000", &acme_ops).await;
+    let audit = h.admin_json("/v1/audit?limit=1000", &acme_ops).await;
     let tenants: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
@@ -212,7 +191,7 @@ async fn tenants_have_their_own_policies_agents_tasks_secrets_and_audit() {
         .issue_admin("ops", warden_identity::Role::Auditor, ttl)
         .unwrap()
         .token;
-    let audit = get("/v1/audit?limit=1000", &default_ops).await;
+    let audit = h.admin_json("/v1/audit?limit=1000", &default_ops).await;
     assert!(
         audit["entries"]
             .as_array()
