@@ -123,12 +123,15 @@ fn policy(c: &mut Criterion) {
     );
 }
 
-/// Decision cost with 20,000 open task grants (over 10,000 agents) against
+/// Decision cost with 20,000 open task grants over 10,000 agents in 100
+/// tenants (each tenant its own engine, as the gateway runs them) against
 /// the cost with none: grants are cut per task, so the cost stays flat.
 fn task_grants(c: &mut Criterion) {
     const AGENTS: usize = 10_000;
     const TASKS: usize = 20_000;
-    let e = engine(&policies());
+    const TENANTS: usize = 100;
+    let engines: Vec<PolicyEngine> = (0..TENANTS).map(|_| engine(&policies())).collect();
+    let e = &engines[0];
     let Value::Object(args) = json!({"id": "c-42", "limit": 5}) else {
         unreachable!()
     };
@@ -147,6 +150,7 @@ fn task_grants(c: &mut Criterion) {
         })
         .collect();
     let tools: Vec<String> = (0..TASKS).map(tool_of).collect();
+    let engine_of = |t: usize| &engines[t % AGENTS % TENANTS];
     let request = |t: usize| Request {
         agent: &names[t % AGENTS],
         user: None,
@@ -159,7 +163,7 @@ fn task_grants(c: &mut Criterion) {
     };
     // Every grant is built once (as the first request of each task does).
     for t in 0..TASKS {
-        assert!(e.authorize(&request(t)).is_allow(), "task {t}");
+        assert!(engine_of(t).authorize(&request(t)).is_allow(), "task {t}");
     }
     let plain = RequestContext::at(1_795_428_000);
     let name = agent(7);
@@ -179,11 +183,11 @@ fn task_grants(c: &mut Criterion) {
     });
     let mut t = 0;
     c.bench_function(
-        "policy/authorize with a task, 20,000 grants over 10,000 agents",
+        "policy/authorize with a task, 20,000 grants over 10,000 agents in 100 tenants",
         |b| {
             b.iter(|| -> Decision {
                 t = (t + 7919) % TASKS;
-                e.authorize(black_box(&request(t)))
+                engine_of(t).authorize(black_box(&request(t)))
             })
         },
     );
