@@ -190,6 +190,7 @@ mod tests {
             status: Some(200),
             error: None,
             outcome: None,
+            approval: None,
             shadow: None,
         };
         serde_json::to_vec(&r).unwrap()

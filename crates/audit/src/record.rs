@@ -66,6 +66,9 @@ pub struct AuditRecord {
     /// For outcome records: what happened upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    /// The approval that held, or let through, this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// Where a candidate policy version, evaluated in shadow mode, would
     /// have decided otherwise (never enforced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +121,7 @@ impl AuditRecord {
             status: None,
             error: None,
             outcome: None,
+            approval: None,
             shadow: None,
         }
     }
@@ -150,6 +154,7 @@ impl AuditRecord {
             status: None,
             error: None,
             outcome: None,
+            approval: None,
             shadow: None,
         }
     }

@@ -212,6 +212,7 @@ fn record(i: u64) -> Vec<u8> {
         status: Some(200),
         error: None,
         outcome: None,
+        approval: None,
         shadow: None,
     };
     serde_json::to_vec(&rec).unwrap()

@@ -65,6 +65,9 @@ pub enum Command {
     /// Just-in-time task grants.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Held actions waiting for human approval.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Check policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -157,6 +160,51 @@ pub enum AgentCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `warden approvals …`.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List approvals (pending ones unless `--all`).
+    List {
+        /// Every approval, decided ones too.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one approval: the exact payload, target, side effects, agent,
+    /// user, task, risk, rationale and reviews.
+    Show {
+        /// The approval id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve, as a user with the approver role.
+    Approve {
+        /// The approval id.
+        id: String,
+        /// The approving user.
+        #[arg(long = "as", value_name = "USER")]
+        reviewer: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny, as a user with the approver role.
+    Deny {
+        /// The approval id.
+        id: String,
+        /// The denying user.
+        #[arg(long = "as", value_name = "USER")]
+        reviewer: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
     },
 }
 

@@ -86,7 +86,7 @@ impl PolicyEngine {
             return Err(errors);
         }
         let upstreams: Vec<String> = catalogs.keys().map(ToString::to_string).collect();
-        let tools: Vec<(String, String, ToolLabel)> = catalogs
+        let tools: Vec<(String, String, ToolLabel, String)> = catalogs
             .iter()
             .flat_map(|(upstream, catalog)| {
                 catalog.tools.iter().map(move |tool| {
@@ -94,6 +94,7 @@ impl PolicyEngine {
                         upstream.to_string(),
                         tool.name.clone(),
                         labels.label(upstream.as_str(), tool),
+                        tool.digest(),
                     )
                 })
             })
@@ -127,6 +128,14 @@ impl PolicyEngine {
     /// The ids of every action in the schema (folder plus generated).
     pub fn schema_actions(&self) -> Vec<String> {
         self.schema.actions().map(ToString::to_string).collect()
+    }
+
+    /// The digest of a tool's definition in the catalogs.
+    pub fn tool_digest(&self, upstream: &str, tool: &str) -> Option<&str> {
+        self.parts
+            .tools
+            .get(&tool_action(upstream, tool))
+            .map(|t| t.digest.as_str())
     }
 
     /// The labels of a tool in the catalogs.

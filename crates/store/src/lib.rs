@@ -9,6 +9,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use warden_approval::Approval;
 use warden_audit::{ChainEntry, ChainHead};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
@@ -260,6 +261,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_tasks(&self, tenant: &TenantId) -> Result<Vec<Task>, StoreError>;
     /// Ends the tenant's task `id`; ending an ended task is a conflict.
     async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError>;
+
+    /// Records a new approval.
+    async fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    /// The tenant's approval `id`.
+    async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError>;
+    /// The tenant's approvals, newest first; only pending ones if asked.
+    async fn list_approvals(
+        &self,
+        tenant: &TenantId,
+        pending_only: bool,
+    ) -> Result<Vec<Approval>, StoreError>;
+    /// The newest approval binding exactly this call: tenant, agent, user,
+    /// upstream, tool and arguments digest.
+    async fn find_approval(
+        &self,
+        binding: &warden_approval::Request,
+    ) -> Result<Option<Approval>, StoreError>;
+    /// Stores `approval` if the stored one is still at `revision` (an atomic
+    /// transition); `false` if someone else changed it first.
+    async fn update_approval(&self, approval: &Approval, revision: u64)
+    -> Result<bool, StoreError>;
 
     /// Keeps a policy bundle (the policy folder's files as JSON) under its
     /// version; `true` if it was new.

@@ -17,8 +17,9 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 use crate::fast::FastPath;
 use crate::{Agent, CertRecord, NewAgent, SecretRef, Store, StoreError, Task, User};
+use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -93,6 +94,24 @@ const MIGRATION_4: &[&str] = &["CREATE TABLE policy_bundles (
         created_at TEXT NOT NULL,
         seq INTEGER NOT NULL
     ) STRICT"];
+
+const MIGRATION_5: &[&str] = &[
+    "CREATE TABLE approvals (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        user TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        args_sha256 TEXT NOT NULL,
+        state TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) STRICT",
+    "CREATE INDEX approvals_by_call ON approvals (tenant, agent, upstream, tool, args_sha256, created_at)",
+];
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -194,6 +213,18 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                     .map_err(db)?;
             }
             sqlx::query("PRAGMA user_version = 4")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        if version < 5 {
+            for statement in MIGRATION_5 {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            sqlx::query("PRAGMA user_version = 5")
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -303,6 +334,18 @@ fn task_from(row: &SqliteRow) -> Result<Task, StoreError> {
         expires_at: unix(row, "expires_at")?,
         ended_at: row.try_get("ended_at").map_err(db)?,
     })
+}
+
+fn approval_from(row: &SqliteRow) -> Result<Approval, StoreError> {
+    let body: String = row.try_get("body").map_err(db)?;
+    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("approval: {e}")))
+}
+
+fn approval_state(a: &Approval) -> Result<String, StoreError> {
+    serde_json::to_value(a.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| StoreError::Database("approval state".into()))
 }
 
 fn user_key(at: &SecretRef) -> &str {
@@ -624,6 +667,98 @@ impl Store for SqliteStore {
             )));
         }
         Ok(task)
+    }
+
+    async fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {
+        let body = serde_json::to_string(a).map_err(|e| StoreError::Database(e.to_string()))?;
+        let r = &a.request;
+        let result = sqlx::query(
+            "INSERT INTO approvals (tenant, id, agent, user, upstream, tool, args_sha256, state, revision, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.tenant)
+        .bind(&a.id)
+        .bind(&r.agent)
+        .bind(r.user.as_deref().unwrap_or(""))
+        .bind(&r.upstream)
+        .bind(&r.tool)
+        .bind(&r.arguments_sha256)
+        .bind(approval_state(a)?)
+        .bind(to_i64(a.revision))
+        .bind(to_i64(a.created_at))
+        .bind(body)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("approval `{}` exists already", a.id),
+            )),
+            Err(e) => Err(db(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError> {
+        let row = sqlx::query("SELECT body FROM approvals WHERE tenant = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(approval_from).transpose()
+    }
+
+    async fn list_approvals(
+        &self,
+        tenant: &TenantId,
+        pending_only: bool,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let sql = if pending_only {
+            "SELECT body FROM approvals WHERE tenant = ? AND state = 'pending' ORDER BY created_at DESC, id"
+        } else {
+            "SELECT body FROM approvals WHERE tenant = ? ORDER BY created_at DESC, id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(approval_from).collect()
+    }
+
+    async fn find_approval(
+        &self,
+        b: &warden_approval::Request,
+    ) -> Result<Option<Approval>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body FROM approvals WHERE tenant = ? AND agent = ? AND user = ? AND upstream = ? AND tool = ? AND args_sha256 = ? ORDER BY created_at DESC, revision DESC LIMIT 1",
+        )
+        .bind(&b.tenant)
+        .bind(&b.agent)
+        .bind(b.user.as_deref().unwrap_or(""))
+        .bind(&b.upstream)
+        .bind(&b.tool)
+        .bind(&b.arguments_sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(approval_from).transpose()
+    }
+
+    async fn update_approval(&self, a: &Approval, revision: u64) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(a).map_err(|e| StoreError::Database(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE approvals SET state = ?, revision = ?, body = ? WHERE tenant = ? AND id = ? AND revision = ?",
+        )
+        .bind(approval_state(a)?)
+        .bind(to_i64(a.revision))
+        .bind(body)
+        .bind(&a.request.tenant)
+        .bind(&a.id)
+        .bind(to_i64(revision))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn save_bundle(&self, version: &str, bundle: &str) -> Result<bool, StoreError> {

@@ -364,7 +364,108 @@ async fn bundles(store: &dyn Store) {
     assert_eq!(store.bundle("v3").await.unwrap(), None);
 }
 
+async fn approvals(store: &dyn Store) {
+    use warden_approval::{Approval, Request, Reviewer, State, Verdict};
+    let request = |tenant: &str, args: &str| Request {
+        tenant: tenant.into(),
+        agent: "bot".into(),
+        user: None,
+        task: None,
+        upstream: "mail".into(),
+        tool: "send".into(),
+        tool_digest: "d".into(),
+        arguments: args.into(),
+        arguments_sha256: format!("sha-{args}"),
+        policy_version: "v".into(),
+        policies: vec![],
+        reasons: vec![],
+        risk: 0,
+        rationale: None,
+        side_effects: "persistent".into(),
+    };
+    let a = Approval::new(
+        "ap-1".into(),
+        request("acme", "x"),
+        warden_core::Approval::Required,
+        100,
+        900,
+    );
+    store.create_approval(&a).await.unwrap();
+    assert!(store.create_approval(&a).await.is_err(), "ids are unique");
+    store
+        .create_approval(&Approval::new(
+            "ap-2".into(),
+            request("globex", "x"),
+            warden_core::Approval::Required,
+            100,
+            900,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.approval(&tenant("acme"), "ap-1").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.approval(&tenant("acme"), "ap-2").await.unwrap(),
+        None,
+        "another tenant's"
+    );
+    assert_eq!(
+        store
+            .find_approval(&request("acme", "x"))
+            .await
+            .unwrap()
+            .map(|f| f.id),
+        Some("ap-1".into())
+    );
+    assert_eq!(
+        store.find_approval(&request("acme", "y")).await.unwrap(),
+        None
+    );
+    // Two writers start from the same revision: exactly one wins.
+    let approver = Reviewer {
+        name: "ann".into(),
+        is_approver: true,
+        tenant: "acme".into(),
+    };
+    let mut first = a.clone();
+    first
+        .review(&approver, Verdict::Approve, None, 110)
+        .unwrap();
+    let mut second = a.clone();
+    second.cancel().unwrap();
+    assert!(store.update_approval(&first, a.revision).await.unwrap());
+    assert!(
+        !store.update_approval(&second, a.revision).await.unwrap(),
+        "stale revision"
+    );
+    let stored = store
+        .approval(&tenant("acme"), "ap-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, State::Approved);
+    assert_eq!(
+        store
+            .list_approvals(&tenant("acme"), true)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        store
+            .list_approvals(&tenant("acme"), false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 async fn suite(store: Arc<dyn Store>) {
+    approvals(store.as_ref()).await;
     bundles(store.as_ref()).await;
     tasks(store.as_ref()).await;
     agents(store.as_ref()).await;

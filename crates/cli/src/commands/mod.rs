@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod agent;
+mod approvals;
 mod audit;
 mod cert;
 mod init;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Token(cmd) => token::run(&cli, cmd).await,
         Command::User(cmd) => user::run(&cli, cmd).await,
         Command::Task(cmd) => task::run(&cli, cmd).await,
+        Command::Approvals(cmd) => approvals::run(&cli, cmd).await,
         Command::Key(cmd) => keys::run_key(&cli, cmd).await,
         Command::Ca(cmd) => keys::run_ca(&cli, cmd).await,
         Command::Secret(cmd) => secret::run(&cli, cmd).await,

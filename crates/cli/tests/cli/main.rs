@@ -9,6 +9,7 @@
     reason = "test code"
 )]
 
+mod approvals;
 mod audit;
 mod commands;
 mod examples;

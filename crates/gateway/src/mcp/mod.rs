@@ -13,6 +13,7 @@
 //! Exactly one request record is written for every request, on every path.
 
 mod exchange;
+mod hold;
 mod ops;
 
 use std::sync::Arc;

@@ -15,6 +15,7 @@ use warden_mcp::{ErrorCode, Id, Operation, negotiate_version, split_federated, s
 use warden_policy::{PolicyEngine, Request, RequestContext, Target, tool_action};
 
 use super::exchange::json_response;
+use super::hold::{Held, Verdict, hold};
 use super::{Exchange, Route, SESSION_HEADER};
 use crate::Gateway;
 use crate::auth::Principal;
@@ -523,17 +524,39 @@ async fn decide_and_forward(
     if !decision.is_allow() {
         return ex.denied(id, decision).await;
     }
-    if decision.obligations.approval.is_some() {
-        // Held actions need the approval workflow; until a human can approve
-        // it, the action does not run.
-        let mut held = decision;
-        held.effect = Effect::Deny;
-        held.reasons.push(
-            "this action needs human approval, and approvals are not enabled: it was not run"
-                .into(),
-        );
-        return ex.denied(id, held).await;
-    }
+    let decision = match (decision.obligations.approval, target) {
+        (None, _) => decision,
+        (
+            Some(required),
+            Target::Tool {
+                upstream,
+                tool,
+                args,
+            },
+        ) => {
+            let held = Held {
+                upstream,
+                tool,
+                arguments: args,
+                meta: params.get("_meta").and_then(Value::as_object),
+                required,
+            };
+            match hold(&mut ex, engine, who, &held, decision, id).await {
+                Verdict::Run(d) => d,
+                Verdict::Answered(response) => return response,
+            }
+        }
+        (Some(_), _) => {
+            // Only tool calls can be held; anything else that needs approval
+            // does not run.
+            let mut refused = decision;
+            refused.effect = Effect::Deny;
+            refused
+                .reasons
+                .push("only tool calls can wait for approval: this was not run".into());
+            return ex.denied(id, refused).await;
+        }
+    };
     if let Err(r) = ex.commit(id, decision).await {
         return r;
     }

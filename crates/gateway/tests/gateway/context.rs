@@ -278,7 +278,14 @@ async fn an_action_that_needs_approval_is_held_not_run() {
             ),
         )
         .await;
-    assert!(message(&body).contains("needs human approval"), "{body}");
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert!(
+        body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("held for human approval"),
+        "{body}"
+    );
     assert_eq!(h.crm.calls.get(), 0, "nothing ran");
     let records = h.requests().await;
     let held = records
@@ -288,6 +295,7 @@ async fn an_action_that_needs_approval_is_held_not_run() {
     assert_eq!(held.decision.effect, Effect::Deny);
     assert_eq!(held.decision.obligations.approval, Some(Approval::Dual));
     assert_eq!(held.decision.policies, ["update-needs-approval"]);
+    assert!(held.approval.is_some(), "the record names the approval");
 }
 
 #[tokio::test]

@@ -217,6 +217,36 @@ impl Store for FaultyStore {
     async fn end_task(&self, tenant: &TenantId, id: &str) -> Result<Task, StoreError> {
         self.inner.end_task(tenant, id).await
     }
+    async fn create_approval(&self, a: &warden_approval::Approval) -> Result<(), StoreError> {
+        self.inner.create_approval(a).await
+    }
+    async fn approval(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<warden_approval::Approval>, StoreError> {
+        self.inner.approval(tenant, id).await
+    }
+    async fn list_approvals(
+        &self,
+        tenant: &TenantId,
+        pending_only: bool,
+    ) -> Result<Vec<warden_approval::Approval>, StoreError> {
+        self.inner.list_approvals(tenant, pending_only).await
+    }
+    async fn find_approval(
+        &self,
+        b: &warden_approval::Request,
+    ) -> Result<Option<warden_approval::Approval>, StoreError> {
+        self.inner.find_approval(b).await
+    }
+    async fn update_approval(
+        &self,
+        a: &warden_approval::Approval,
+        revision: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_approval(a, revision).await
+    }
     async fn save_bundle(&self, version: &str, bundle: &str) -> Result<bool, StoreError> {
         self.inner.save_bundle(version, bundle).await
     }

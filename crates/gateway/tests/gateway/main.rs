@@ -12,6 +12,7 @@
 mod harness;
 
 mod admin;
+mod approvals;
 mod auth;
 mod bad_input;
 mod context;

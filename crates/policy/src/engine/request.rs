@@ -302,6 +302,7 @@ impl Types {
 pub(crate) struct ToolEntry {
     pub(crate) label: ToolLabel,
     pub(crate) base: Entities,
+    pub(crate) digest: String,
 }
 
 /// The precomputed entities: per tool, per upstream, and the actions.
@@ -324,7 +325,7 @@ impl Parts {
     pub(crate) fn new(
         types: &Types,
         upstreams: &[String],
-        tools: &[(String, String, ToolLabel)],
+        tools: &[(String, String, ToolLabel, String)],
     ) -> Result<Self, String> {
         let call_tool = Types::uid(&types.action, ACTION_CALL_TOOL);
         let group = Entity::new_no_attrs(call_tool.clone(), HashSet::new());
@@ -347,7 +348,7 @@ impl Parts {
             );
             parts.upstreams.insert(upstream.clone(), entity);
         }
-        for (upstream, tool, label) in tools {
+        for (upstream, tool, label, digest) in tools {
             let id = crate::tool_action(upstream, tool);
             let parent = Types::uid(&types.upstream, upstream);
             let attrs = HashMap::from([
@@ -385,6 +386,7 @@ impl Parts {
                 ToolEntry {
                     label: *label,
                     base,
+                    digest: digest.clone(),
                 },
             );
             parts.actions.insert(id, vec![action, group.clone()]);

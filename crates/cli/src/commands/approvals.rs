@@ -1,0 +1,207 @@
+//! `warden approvals list|show|approve|deny`: humans decide on held actions.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow};
+use serde_json::json;
+use warden_approval::{Approval, ApprovalError, Reviewer, Verdict};
+use warden_audit::AuditRecord;
+use warden_core::{TenantId, UserName};
+use warden_store::Store;
+
+use super::now;
+use crate::cli::{ApprovalsCommand, Cli};
+use crate::context::{config, print_json, store, tenant};
+use crate::{Failure, Outcome};
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn load(store: &dyn Store, tenant: &TenantId, id: &str) -> Result<Approval, Failure> {
+    store
+        .approval(tenant, id)
+        .await
+        .context("cannot read the approval")?
+        .ok_or_else(|| anyhow!("approval `{id}` not found in tenant `{tenant}`").into())
+}
+
+fn print_one(a: &Approval) {
+    let r = &a.request;
+    println!("approval   {}", a.id);
+    println!(
+        "state      {:?} ({} approver(s) needed)",
+        a.state,
+        a.needed()
+    );
+    println!("agent      {}", r.agent);
+    println!("user       {}", r.user.as_deref().unwrap_or("-"));
+    println!("task       {}", r.task.as_deref().unwrap_or("-"));
+    println!(
+        "target     {}.{} (tool digest {})",
+        r.upstream, r.tool, r.tool_digest
+    );
+    println!("effects    {}", r.side_effects);
+    println!("payload    {}", r.arguments);
+    println!("sha256     {}", r.arguments_sha256);
+    println!(
+        "policies   {} ({})",
+        r.policies.join(", "),
+        r.reasons.join("; ")
+    );
+    println!("risk       {}", r.risk);
+    println!(
+        "rationale  {} (the agent's claim)",
+        r.rationale.as_deref().unwrap_or("-")
+    );
+    println!("expires    {}", a.expires_at);
+    for review in &a.reviews {
+        println!(
+            "review     {} {:?} {}",
+            review.reviewer,
+            review.verdict,
+            review.reason.as_deref().unwrap_or("")
+        );
+    }
+}
+
+pub async fn run(cli: &Cli, cmd: &ApprovalsCommand) -> Outcome {
+    let config = config(cli)?;
+    let store = store(&config).await?;
+    let tenant = tenant(cli, &config)?;
+    match cmd {
+        ApprovalsCommand::List { all, json } => {
+            let list = store
+                .list_approvals(&tenant, !*all)
+                .await
+                .context("cannot list approvals")?;
+            if *json {
+                return print_json(&json!({ "approvals": list }));
+            }
+            println!(
+                "{:<38} {:<10} {:<16} {:<28} PAYLOAD",
+                "ID", "STATE", "AGENT", "TARGET"
+            );
+            for a in list {
+                let r = &a.request;
+                println!(
+                    "{:<38} {:<10} {:<16} {:<28} {}",
+                    a.id,
+                    format!("{:?}", a.state).to_lowercase(),
+                    r.agent,
+                    format!("{}.{}", r.upstream, r.tool),
+                    r.arguments.chars().take(60).collect::<String>()
+                );
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Show { id, json } => {
+            let a = load(store.as_ref(), &tenant, id).await?;
+            if *json {
+                return print_json(&a);
+            }
+            print_one(&a);
+            Ok(())
+        }
+        ApprovalsCommand::Approve {
+            id,
+            reviewer,
+            reason,
+        } => {
+            decide(
+                store.as_ref(),
+                &tenant,
+                id,
+                reviewer,
+                Verdict::Approve,
+                reason.clone(),
+            )
+            .await
+        }
+        ApprovalsCommand::Deny {
+            id,
+            reviewer,
+            reason,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(anyhow!("a denial needs a --reason").into());
+            }
+            decide(
+                store.as_ref(),
+                &tenant,
+                id,
+                reviewer,
+                Verdict::Deny,
+                Some(reason.clone()),
+            )
+            .await
+        }
+    }
+}
+
+/// Records a review; retried when another reviewer changed it first.
+async fn decide(
+    store: &dyn Store,
+    tenant: &TenantId,
+    id: &str,
+    reviewer: &str,
+    verdict: Verdict,
+    reason: Option<String>,
+) -> Outcome {
+    let name = UserName::new(reviewer).map_err(|e| anyhow!(e))?;
+    let user = store
+        .user(tenant, &name)
+        .await
+        .context("cannot read the user")?
+        .ok_or_else(|| anyhow!("user `{name}` not found in tenant `{tenant}`"))?;
+    let who = Reviewer {
+        name: name.to_string(),
+        is_approver: user.active && user.role == "approver",
+        tenant: tenant.to_string(),
+    };
+    for _ in 0..5 {
+        let mut a = load(store, tenant, id).await?;
+        let revision = a.revision;
+        let state = match a.review(&who, verdict, reason.clone(), unix_now()) {
+            Ok(s) => s,
+            Err(e @ ApprovalError::Expired(_)) => {
+                let _ = store.update_approval(&a, revision).await;
+                return Err(Failure::Denied(anyhow!(e)));
+            }
+            Err(e) => return Err(Failure::Denied(anyhow!(e))),
+        };
+        if store
+            .update_approval(&a, revision)
+            .await
+            .context("cannot record the review")?
+        {
+            let operation = match verdict {
+                Verdict::Approve => "approval.approve",
+                Verdict::Deny => "approval.deny",
+            };
+            let mut rec = AuditRecord::admin(
+                now(),
+                tenant.as_str(),
+                &format!("user:{name}"),
+                None,
+                &a.request.agent,
+                operation,
+            );
+            rec.approval = Some(a.id.clone());
+            rec.decision.reasons = vec![format!(
+                "{} by `{name}`: {}",
+                operation,
+                reason.as_deref().unwrap_or("-")
+            )];
+            store
+                .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
+                .await
+                .context("the review was recorded but could not be audited")?;
+            println!("approval `{id}` is now {state:?}");
+            return Ok(());
+        }
+    }
+    Err(anyhow!("approval `{id}` keeps changing; try again").into())
+}

@@ -1,0 +1,223 @@
+//! Phase 6, hold for approval: a tool call whose policies carry
+//! `@approval` does not run. Warden records an approval that binds the exact
+//! call (agent, user, task, upstream, tool, tool digest, the canonical JSON of
+//! the arguments and its SHA-256, policy version, risk, the agent's stated
+//! rationale) and answers at once with a tool error naming it ("defer"). The
+//! same call retried after the approval — byte for byte the same canonical
+//! arguments, by the same agent and user — runs exactly once: the approval
+//! moves from approved to executed by an atomic compare-and-swap in the
+//! store before anything is forwarded. Any other arguments make a new
+//! approval. Policy is evaluated again on the retry (a suspended agent never
+//! gets there).
+
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use warden_approval::{Approval, Request as Binding, State};
+use warden_core::{Approval as Required, Decision, Effect};
+use warden_mcp::catalog::canonical_json;
+use warden_mcp::{ErrorCode, Id, success_response};
+use warden_policy::PolicyEngine;
+
+use super::Exchange;
+use super::exchange::json_response;
+use super::ops::Caller;
+
+/// How long an approval waits for its reviewers.
+const APPROVAL_TTL_SECS: u64 = 15 * 60;
+/// The longest rationale kept.
+const MAX_RATIONALE: usize = 500;
+
+/// What a held call is.
+pub(super) struct Held<'a> {
+    pub(super) upstream: &'a str,
+    pub(super) tool: &'a str,
+    pub(super) arguments: &'a Map<String, Value>,
+    pub(super) meta: Option<&'a Map<String, Value>>,
+    pub(super) required: Required,
+}
+
+/// What to do with a held call.
+pub(super) enum Verdict {
+    /// Run it: its approval moved to executed (the decision says which).
+    Run(Decision),
+    /// Answered already (held, or refused).
+    Answered(Response),
+}
+
+fn binding(engine: &PolicyEngine, who: &Caller, held: &Held<'_>, decision: &Decision) -> Binding {
+    let arguments = canonical_json(&Value::Object(held.arguments.clone()));
+    let label = engine.tool_label(held.upstream, held.tool);
+    let rationale = held
+        .meta
+        .and_then(|m| m.get("rationale"))
+        .and_then(Value::as_str)
+        .map(|r| r.chars().take(MAX_RATIONALE).collect());
+    Binding {
+        tenant: who.tenant.to_string(),
+        agent: who.agent.to_string(),
+        user: who.user.as_ref().map(ToString::to_string),
+        task: who.task.as_ref().map(|t| t.id.clone()),
+        upstream: held.upstream.to_owned(),
+        tool: held.tool.to_owned(),
+        tool_digest: engine
+            .tool_digest(held.upstream, held.tool)
+            .unwrap_or_default()
+            .to_owned(),
+        arguments_sha256: hex::encode(Sha256::digest(arguments.as_bytes())),
+        arguments,
+        policy_version: engine.version().to_owned(),
+        policies: decision.policies.clone(),
+        reasons: decision.reasons.clone(),
+        risk: who.context.risk_score,
+        rationale,
+        side_effects: label.map_or_else(
+            || "unknown".to_owned(),
+            |l| {
+                format!(
+                    "{}{}",
+                    l.effect.as_str(),
+                    if l.external {
+                        ", sends data outside the company"
+                    } else {
+                        ""
+                    }
+                )
+            },
+        ),
+    }
+}
+
+/// The tool error that tells the agent its call is held.
+fn held_answer(id: &Id, approval: &Approval) -> Response {
+    let text = format!(
+        "held for human approval: approval `{}` ({} approver{} needed, expires at {}). Retry the same call with the same arguments once it is approved; other arguments need a new approval.",
+        approval.id,
+        approval.needed(),
+        if approval.needed() == 1 { "" } else { "s" },
+        approval.expires_at
+    );
+    let result = json!({
+        "content": [{ "type": "text", "text": text }],
+        "isError": true,
+        "_meta": { "warden/approval": {
+            "id": approval.id, "state": approval.state, "expires_at": approval.expires_at,
+        }},
+    });
+    let raw = serde_json::value::to_raw_value(&result).unwrap_or_default();
+    json_response(StatusCode::OK, success_response(id, &raw))
+}
+
+/// Decides what happens to a held call.
+pub(super) async fn hold(
+    ex: &mut Exchange,
+    engine: &PolicyEngine,
+    who: &Caller,
+    held: &Held<'_>,
+    decision: Decision,
+    id: &Id,
+) -> Verdict {
+    let gw = ex.gateway();
+    let binding = binding(engine, who, held, &decision);
+    let now = crate::auth::now_secs();
+    let found = match gw.store.find_approval(&binding).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("approval lookup failed: {e}");
+            return Verdict::Answered(
+                ex.reject(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(id),
+                    ErrorCode::InternalError,
+                    "approvals are unavailable; nothing was run",
+                )
+                .await,
+            );
+        }
+    };
+    if let Some(mut approval) = found {
+        let revision = approval.revision;
+        if approval.expire(now) {
+            // Best effort: the stored state catches up with the clock.
+            let _ = gw.store.update_approval(&approval, revision).await;
+        }
+        match approval.state {
+            State::Approved => {
+                let revision = approval.revision;
+                if approval.claim_execution(now).is_ok()
+                    && matches!(
+                        gw.store.update_approval(&approval, revision).await,
+                        Ok(true)
+                    )
+                {
+                    let reviewers: Vec<&str> = approval
+                        .reviews
+                        .iter()
+                        .map(|r| r.reviewer.as_str())
+                        .collect();
+                    let mut run = decision;
+                    run.reasons.push(format!(
+                        "approved by {} (approval `{}`), executing once",
+                        reviewers.join(", "),
+                        approval.id
+                    ));
+                    ex.rec.approval = Some(approval.id.clone());
+                    return Verdict::Run(run);
+                }
+                // Another retry claimed it first: it ran once already.
+                let mut refused = decision;
+                refused.effect = Effect::Deny;
+                refused.reasons.push(format!(
+                    "approval `{}` has been used; a new call needs a new approval",
+                    approval.id
+                ));
+                ex.rec.approval = Some(approval.id.clone());
+                return Verdict::Answered(ex.denied(id, refused).await);
+            }
+            State::Pending => {
+                return Verdict::Answered(held_record(ex, decision, &approval, id).await);
+            }
+            // Denied, expired, cancelled or executed: a new approval.
+            _ => {}
+        }
+    }
+    let approval = Approval::new(
+        uuid::Uuid::now_v7().to_string(),
+        binding,
+        held.required,
+        now,
+        APPROVAL_TTL_SECS,
+    );
+    if let Err(e) = gw.store.create_approval(&approval).await {
+        tracing::error!("approval not recorded: {e}");
+        return Verdict::Answered(
+            ex.reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(id),
+                ErrorCode::InternalError,
+                "approvals are unavailable; nothing was run",
+            )
+            .await,
+        );
+    }
+    Verdict::Answered(held_record(ex, decision, &approval, id).await)
+}
+
+/// Records the hold (a denial that names the approval) and answers.
+async fn held_record(
+    ex: &mut Exchange,
+    decision: Decision,
+    approval: &Approval,
+    id: &Id,
+) -> Response {
+    let mut held = decision;
+    held.effect = Effect::Deny;
+    held.reasons
+        .push(format!("held for human approval `{}`", approval.id));
+    ex.rec.approval = Some(approval.id.clone());
+    match ex.commit(id, held).await {
+        Ok(()) => held_answer(id, approval),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,178 @@
+//! Held actions (G4): payload-bound, single-use, reviewed by humans, and the
+//! attacks on them — payload swap, replay, double execution, expiry.
+
+use serde_json::Value;
+use warden_approval::{Approval, Reviewer, State, Verdict};
+use warden_core::AgentState;
+
+use crate::harness::{Harness, harness, tenant};
+
+const POLICY: &str = r#"
+@id("change-needs-approval") @approval("required") @reason("customer changes need an approver")
+permit(principal == Warden::Agent::"a", action == Warden::Action::"crm/update_customer", resource);
+"#;
+
+fn update(args: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"update_customer","arguments":{args}}}}}"#
+    )
+}
+
+/// The approval id a held answer names.
+fn held_id(body: &Value) -> String {
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    body["result"]["_meta"]["warden/approval"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+async fn approve(h: &Harness, id: &str, reviewer: &str) -> Approval {
+    let mut a = h.store.approval(&tenant(), id).await.unwrap().unwrap();
+    let revision = a.revision;
+    let who = Reviewer {
+        name: reviewer.into(),
+        is_approver: true,
+        tenant: "default".into(),
+    };
+    a.review(&who, Verdict::Approve, Some("ok".into()), now())
+        .unwrap();
+    assert!(h.store.update_approval(&a, revision).await.unwrap());
+    a
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_held_call_runs_once_after_approval_with_exactly_its_payload() {
+    let h = harness(POLICY).await;
+    let token = h.token("a");
+    let args = r#"{"id":"c-1","email":"new@example.com"}"#;
+    let (status, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_eq!(status, 200);
+    let id = held_id(&body);
+    assert_eq!(h.crm.calls.get(), 0, "held, not run");
+    let stored = h.store.approval(&tenant(), &id).await.unwrap().unwrap();
+    assert_eq!(stored.state, State::Pending);
+    assert_eq!(
+        stored.request.arguments,
+        r#"{"email":"new@example.com","id":"c-1"}"#
+    );
+    assert_eq!(stored.request.policies, ["change-needs-approval"]);
+    assert!(!stored.request.tool_digest.is_empty());
+    // Retrying before approval: the same approval, still held.
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_eq!(held_id(&body), id);
+    approve(&h, &id, "ann").await;
+    // A different payload is not covered: a new approval.
+    let (_, _, body) = h
+        .post(
+            "/mcp/crm",
+            Some(&token),
+            update(r#"{"id":"c-1","email":"evil@attacker.test"}"#),
+        )
+        .await;
+    assert_ne!(
+        held_id(&body),
+        id,
+        "the payload swap needs its own approval"
+    );
+    assert_eq!(h.crm.calls.get(), 0);
+    // The same payload with its keys reordered: the same canonical form, runs.
+    let (status, _, body) = h
+        .post(
+            "/mcp/crm",
+            Some(&token),
+            update(r#"{"email":"new@example.com","id":"c-1"}"#),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["result"].is_object() && body["result"]["isError"] != true,
+        "{body}"
+    );
+    assert_eq!(h.crm.calls.get(), 1);
+    assert_eq!(
+        h.store
+            .approval(&tenant(), &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        State::Executed
+    );
+    // Replayed after execution: held again under a new approval, not run.
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_ne!(held_id(&body), id);
+    assert_eq!(h.crm.calls.get(), 1);
+    // The records name the approval.
+    let records = h.requests().await;
+    let ran = records
+        .iter()
+        .find(|r| {
+            r.approval.as_deref() == Some(id.as_str())
+                && r.decision.effect == warden_core::Effect::Allow
+        })
+        .unwrap();
+    assert!(
+        ran.decision
+            .reasons
+            .iter()
+            .any(|r| r.contains("approved by ann")),
+        "{ran:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_retries_execute_exactly_once() {
+    let h = harness(POLICY).await;
+    let token = h.token("a");
+    let args = r#"{"id":"c-2","email":"x@example.com"}"#;
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    let id = held_id(&body);
+    approve(&h, &id, "ann").await;
+    let tries = (0..8).map(|_| h.post("/mcp/crm", Some(&token), update(args)));
+    let answers = futures_util::future::join_all(tries).await;
+    let ran = answers
+        .iter()
+        .filter(|(_, _, b)| b["result"].is_object() && b["result"]["isError"] != true)
+        .count();
+    assert_eq!(ran, 1, "{answers:?}");
+    assert_eq!(h.crm.calls.get(), 1, "exactly one upstream call");
+}
+
+#[tokio::test]
+async fn an_expired_approval_or_a_suspended_agent_runs_nothing() {
+    let h = harness(POLICY).await;
+    let token = h.token("a");
+    let args = r#"{"id":"c-3","email":"y@example.com"}"#;
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    let id = held_id(&body);
+    let mut a = approve(&h, &id, "ann").await;
+    // Suspended: refused before any approval is looked at.
+    h.set_state("a", AgentState::Suspended).await;
+    assert_eq!(h.post("/mcp/crm", Some(&token), update(args)).await.0, 401);
+    h.set_state("a", AgentState::Active).await;
+    // Its time runs out: the retry is held under a new approval.
+    let revision = a.revision;
+    a.expires_at = now() - 1;
+    a.revision += 1;
+    assert!(h.store.update_approval(&a, revision).await.unwrap());
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_ne!(held_id(&body), id);
+    assert_eq!(h.crm.calls.get(), 0);
+    assert_eq!(
+        h.store
+            .approval(&tenant(), &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        State::Expired
+    );
+}
