@@ -82,6 +82,9 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/audit", get(audit_entries))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/policy", get(policy_status))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", get(show_approval))
+        .route("/v1/approvals/{id}/{verdict}", post(review_approval))
         .with_state(gw)
 }
 
@@ -317,5 +320,165 @@ async fn policy_status(State(gw): Gw, headers: HeaderMap) -> Response {
             Json(status).into_response()
         }
         None => error(StatusCode::SERVICE_UNAVAILABLE, "policy engine unavailable"),
+    }
+}
+
+/// Who may read approvals: an operator (auditor or admin) or a directory
+/// user with the approver role; the tenant they see.
+async fn approval_reader(gw: &Gateway, headers: &HeaderMap) -> Result<TenantId, Response> {
+    if let Ok(op) = operator(gw, headers, Role::Auditor) {
+        return scope(gw, &op);
+    }
+    approver(gw, headers).await.map(|(tenant, _)| tenant)
+}
+
+/// The approver a user token names: an active directory user of a served
+/// tenant (whether they hold the approver role is the state machine's
+/// question, so that a member gets a clear refusal).
+async fn approver(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<(TenantId, warden_approval::Reviewer), Response> {
+    let token = bearer(headers).map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let verified = gw
+        .identity
+        .verifier
+        .verify_user(token)
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    if !gw.served.contains(&verified.tenant) {
+        return Err(error(StatusCode::FORBIDDEN, "tenant not served"));
+    }
+    let user = gw
+        .store
+        .user(&verified.tenant, &verified.user)
+        .await
+        .map_err(|e| store_error(&e))?
+        .filter(|u| u.active)
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unknown or disabled user"))?;
+    Ok((
+        verified.tenant.clone(),
+        warden_approval::Reviewer {
+            name: user.name.to_string(),
+            is_approver: user.role == "approver",
+            tenant: verified.tenant.to_string(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct ApprovalQuery {
+    all: Option<bool>,
+}
+
+async fn list_approvals(
+    State(gw): Gw,
+    headers: HeaderMap,
+    Query(q): Query<ApprovalQuery>,
+) -> Response {
+    let tenant = match approval_reader(&gw, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match gw
+        .store
+        .list_approvals(&tenant, !q.all.unwrap_or(false))
+        .await
+    {
+        Ok(list) => Json(json!({ "approvals": list })).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn show_approval(State(gw): Gw, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let tenant = match approval_reader(&gw, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match gw.store.approval(&tenant, &id).await {
+        Ok(Some(a)) => Json(a).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "approval not found"),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    reason: Option<String>,
+}
+
+async fn review_approval(
+    State(gw): Gw,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((id, verdict)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (tenant, reviewer) = match approver(&gw, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let verdict = match verdict.as_str() {
+        "approve" => warden_approval::Verdict::Approve,
+        "deny" => warden_approval::Verdict::Deny,
+        _ => return error(StatusCode::NOT_FOUND, "use approve or deny"),
+    };
+    let review: ReviewBody = if body.is_empty() {
+        ReviewBody { reason: None }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
+        }
+    };
+    let reason = review
+        .reason
+        .map(|r| r.chars().take(1000).collect::<String>());
+    if verdict == warden_approval::Verdict::Deny
+        && reason.as_deref().is_none_or(|r| r.trim().is_empty())
+    {
+        return error(StatusCode::BAD_REQUEST, "a denial needs a reason");
+    }
+    let result = crate::review::review(
+        gw.store.as_ref(),
+        &tenant,
+        &id,
+        &reviewer,
+        verdict,
+        reason.clone(),
+        crate::auth::now_secs(),
+    )
+    .await;
+    match result {
+        Ok(a) => {
+            let operation = match verdict {
+                warden_approval::Verdict::Approve => "approval.approve",
+                warden_approval::Verdict::Deny => "approval.deny",
+            };
+            let mut rec = AuditRecord::admin(
+                now(),
+                tenant.as_str(),
+                &format!("user:{}", reviewer.name),
+                Some(peer.to_string()),
+                &a.request.agent,
+                operation,
+            );
+            rec.approval = Some(a.id.clone());
+            rec.decision.reasons = vec![format!(
+                "{operation} by `{}`: {}",
+                reviewer.name,
+                reason.as_deref().unwrap_or("-")
+            )];
+            if let Err(e) = gw.audit.write(&rec).await {
+                tracing::error!("review not audited: {e}");
+            }
+            Json(a).into_response()
+        }
+        Err(crate::review::ReviewError::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, "approval not found")
+        }
+        Err(crate::review::ReviewError::Refused(e)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(crate::review::ReviewError::Busy(m)) => error(StatusCode::CONFLICT, &m),
+        Err(crate::review::ReviewError::Store(e)) => store_error(&e),
     }
 }

@@ -18,6 +18,7 @@ mod identity;
 mod mcp;
 mod oauth;
 mod policy_handle;
+pub mod review;
 mod sessions;
 mod taint;
 mod tls;

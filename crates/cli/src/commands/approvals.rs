@@ -4,9 +4,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
-use warden_approval::{Approval, ApprovalError, Reviewer, Verdict};
+use warden_approval::{Approval, Reviewer, Verdict};
 use warden_audit::AuditRecord;
 use warden_core::{TenantId, UserName};
+use warden_gateway::review::ReviewError;
 use warden_store::Store;
 
 use super::now;
@@ -161,47 +162,42 @@ async fn decide(
         is_approver: user.active && user.role == "approver",
         tenant: tenant.to_string(),
     };
-    for _ in 0..5 {
-        let mut a = load(store, tenant, id).await?;
-        let revision = a.revision;
-        let state = match a.review(&who, verdict, reason.clone(), unix_now()) {
-            Ok(s) => s,
-            Err(e @ ApprovalError::Expired(_)) => {
-                let _ = store.update_approval(&a, revision).await;
-                return Err(Failure::Denied(anyhow!(e)));
-            }
-            Err(e) => return Err(Failure::Denied(anyhow!(e))),
-        };
-        if store
-            .update_approval(&a, revision)
-            .await
-            .context("cannot record the review")?
-        {
-            let operation = match verdict {
-                Verdict::Approve => "approval.approve",
-                Verdict::Deny => "approval.deny",
-            };
-            let mut rec = AuditRecord::admin(
-                now(),
-                tenant.as_str(),
-                &format!("user:{name}"),
-                None,
-                &a.request.agent,
-                operation,
-            );
-            rec.approval = Some(a.id.clone());
-            rec.decision.reasons = vec![format!(
-                "{} by `{name}`: {}",
-                operation,
-                reason.as_deref().unwrap_or("-")
-            )];
-            store
-                .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
-                .await
-                .context("the review was recorded but could not be audited")?;
-            println!("approval `{id}` is now {state:?}");
-            return Ok(());
-        }
-    }
-    Err(anyhow!("approval `{id}` keeps changing; try again").into())
+    let a = match warden_gateway::review::review(
+        store,
+        tenant,
+        id,
+        &who,
+        verdict,
+        reason.clone(),
+        unix_now(),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(ReviewError::Refused(e)) => return Err(Failure::Denied(anyhow!(e))),
+        Err(e) => return Err(anyhow!(e).into()),
+    };
+    let operation = match verdict {
+        Verdict::Approve => "approval.approve",
+        Verdict::Deny => "approval.deny",
+    };
+    let mut rec = AuditRecord::admin(
+        now(),
+        tenant.as_str(),
+        &format!("user:{name}"),
+        None,
+        &a.request.agent,
+        operation,
+    );
+    rec.approval = Some(a.id.clone());
+    rec.decision.reasons = vec![format!(
+        "{operation} by `{name}`: {}",
+        reason.as_deref().unwrap_or("-")
+    )];
+    store
+        .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
+        .await
+        .context("the review was recorded but could not be audited")?;
+    println!("approval `{id}` is now {:?}", a.state);
+    Ok(())
 }

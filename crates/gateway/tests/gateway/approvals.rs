@@ -176,3 +176,90 @@ async fn an_expired_approval_or_a_suspended_agent_runs_nothing() {
         State::Expired
     );
 }
+
+#[tokio::test]
+async fn approvers_decide_through_the_admin_api() {
+    let h = harness(POLICY).await;
+    let token = h.token("a");
+    let args = r#"{"id":"c-4","email":"z@example.com"}"#;
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    let id = held_id(&body);
+    for (name, role) in [("ann", "approver"), ("mo", "member")] {
+        h.store
+            .create_user(&tenant(), &warden_core::UserName::new(name).unwrap(), role)
+            .await
+            .unwrap();
+    }
+    let user_token = |name: &str, role| {
+        h.issuer
+            .issue_user(
+                &tenant(),
+                &warden_core::UserName::new(name).unwrap(),
+                role,
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap()
+            .token
+    };
+    let ann = user_token("ann", warden_identity::UserRole::Approver);
+    let mo = user_token("mo", warden_identity::UserRole::Member);
+    // Approvers and operators read the inbox; agents do not.
+    let inbox = h.admin_json("/v1/approvals", &ann).await;
+    assert_eq!(inbox["approvals"][0]["id"], id.as_str());
+    assert_eq!(
+        inbox["approvals"][0]["request"]["arguments"],
+        r#"{"email":"z@example.com","id":"c-4"}"#
+    );
+    let post = |path: String, bearer: String, body: &'static str| {
+        let url = format!("http://{}{path}", h.admin);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(bearer)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let approve = format!("/v1/approvals/{id}/approve");
+    assert_eq!(
+        post(approve.clone(), token.clone(), "").await,
+        401,
+        "an agent token"
+    );
+    assert_eq!(post(approve.clone(), mo.clone(), "").await, 409, "a member");
+    assert_eq!(
+        post(format!("/v1/approvals/{id}/deny"), ann.clone(), "{}").await,
+        400,
+        "a denial needs a reason"
+    );
+    assert_eq!(
+        post("/v1/approvals/nope/approve".into(), ann.clone(), "").await,
+        404
+    );
+    assert_eq!(
+        post(
+            approve.clone(),
+            ann.clone(),
+            r#"{"reason":"checked with the customer"}"#
+        )
+        .await,
+        200
+    );
+    assert_eq!(post(approve, ann.clone(), "").await, 409, "decided already");
+    let (status, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_eq!(status, 200);
+    assert!(body["result"]["isError"] != true, "{body}");
+    assert_eq!(h.crm.calls.get(), 1);
+    let records = h.records().await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.method.as_deref() == Some("approval.approve")
+                && r.approval.as_deref() == Some(id.as_str())
+                && r.user.as_deref() == Some("user:ann"))
+    );
+}
