@@ -270,6 +270,18 @@ pub struct UpstreamConfig {
     pub labels: ToolLabelConfig,
     /// Labels of single tools, by name at the upstream.
     pub tool_labels: BTreeMap<String, ToolLabelConfig>,
+    /// How agents wait for its held calls.
+    pub approval: ApprovalMode,
+}
+
+/// How an agent waits for a held call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalMode {
+    /// The call returns at once with a tool error naming the approval; the
+    /// agent retries it after approval.
+    Defer,
+    /// The call is held open until it is decided, or this long.
+    Wait(Duration),
 }
 
 /// How an upstream is reached.
@@ -731,6 +743,32 @@ fn upstreams(
                 ))
             })
             .collect::<Result<_, String>>()?;
+        let approval = match (u.approval.as_deref(), u.approval_timeout) {
+            (None | Some("defer"), None) => ApprovalMode::Defer,
+            (Some("wait"), t) => {
+                let t = t.map_or(Duration::from_secs(300), |t| t.0);
+                if t.is_zero() || t > Duration::from_secs(3600) {
+                    return Err(format!(
+                        "upstream `{}`: `approval_timeout` must be above zero and at most 1h",
+                        u.name
+                    ));
+                }
+                ApprovalMode::Wait(t)
+            }
+            (Some("defer"), Some(_)) => {
+                return Err(format!(
+                    "upstream `{}`: `approval_timeout` applies only to `approval = \"wait\"`",
+                    u.name
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "upstream `{}`: `approval` `{}`: expected `wait` or `defer`",
+                    u.name,
+                    other.unwrap_or("")
+                ));
+            }
+        };
         out.push(UpstreamConfig {
             name: u.name,
             transport,
@@ -738,6 +776,7 @@ fn upstreams(
             auth,
             labels,
             tool_labels,
+            approval,
         });
     }
     Ok(out)

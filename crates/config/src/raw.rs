@@ -296,6 +296,12 @@ pub struct RawUpstream {
     /// Per-tool labels, by the tool's name at the upstream.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, RawToolLabel>,
+    /// How an agent waits for a held call: `defer` (default) or `wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// With `approval = "wait"`: how long the call is held open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<HumanDuration>,
 }
 
 macro_rules! defaults {

@@ -283,3 +283,21 @@ fn tenants_have_their_own_policy_folders() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn approval_modes() {
+    let c = parse("[[upstreams]]\nname = \"m\"\nurl = \"http://h/mcp\"\napproval = \"wait\"\napproval_timeout = \"2m\"\n").unwrap();
+    assert_eq!(
+        c.upstreams[0].approval,
+        ApprovalMode::Wait(Duration::from_secs(120))
+    );
+    let c = parse("[[upstreams]]\nname = \"m\"\nurl = \"http://h/mcp\"\n").unwrap();
+    assert_eq!(c.upstreams[0].approval, ApprovalMode::Defer);
+    for bad in [
+        "[[upstreams]]\nname = \"m\"\nurl = \"http://h/mcp\"\napproval = \"maybe\"\n",
+        "[[upstreams]]\nname = \"m\"\nurl = \"http://h/mcp\"\napproval_timeout = \"1m\"\n",
+        "[[upstreams]]\nname = \"m\"\nurl = \"http://h/mcp\"\napproval = \"wait\"\napproval_timeout = \"2h\"\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}

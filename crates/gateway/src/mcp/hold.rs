@@ -15,6 +15,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use warden_approval::{Approval, Request as Binding, State};
+use warden_config::ApprovalMode;
 use warden_core::{Approval as Required, Decision, Effect};
 use warden_mcp::catalog::canonical_json;
 use warden_mcp::{ErrorCode, Id, success_response};
@@ -36,7 +37,11 @@ pub(super) struct Held<'a> {
     pub(super) arguments: &'a Map<String, Value>,
     pub(super) meta: Option<&'a Map<String, Value>>,
     pub(super) required: Required,
+    pub(super) mode: ApprovalMode,
 }
+
+/// How often a waiting call looks at its approval.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What to do with a held call.
 pub(super) enum Verdict {
@@ -175,9 +180,7 @@ pub(super) async fn hold(
                 ex.rec.approval = Some(approval.id.clone());
                 return Verdict::Answered(ex.denied(id, refused).await);
             }
-            State::Pending => {
-                return Verdict::Answered(held_record(ex, decision, &approval, id).await);
-            }
+            State::Pending => return pending(ex, decision, approval, held.mode, id).await,
             // Denied, expired, cancelled or executed: a new approval.
             _ => {}
         }
@@ -201,7 +204,84 @@ pub(super) async fn hold(
             .await,
         );
     }
-    Verdict::Answered(held_record(ex, decision, &approval, id).await)
+    pending(ex, decision, approval, held.mode, id).await
+}
+
+/// A pending approval: answer at once (defer), or hold the call open until
+/// it is decided or the wait times out.
+async fn pending(
+    ex: &mut Exchange,
+    decision: Decision,
+    approval: Approval,
+    mode: ApprovalMode,
+    id: &Id,
+) -> Verdict {
+    let ApprovalMode::Wait(limit) = mode else {
+        return Verdict::Answered(held_record(ex, decision, &approval, id).await);
+    };
+    let gw = ex.gateway();
+    let tenant = approval.request.tenant.clone();
+    let Ok(tenant) = warden_core::TenantId::new(tenant) else {
+        return Verdict::Answered(held_record(ex, decision, &approval, id).await);
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut current = approval;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+        let Ok(Some(mut latest)) = gw.store.approval(&tenant, &current.id).await else {
+            continue;
+        };
+        let revision = latest.revision;
+        let now = crate::auth::now_secs();
+        if latest.expire(now) {
+            let _ = gw.store.update_approval(&latest, revision).await;
+        }
+        match latest.state {
+            State::Pending => current = latest,
+            State::Approved => {
+                let revision = latest.revision;
+                if latest.claim_execution(now).is_ok()
+                    && matches!(gw.store.update_approval(&latest, revision).await, Ok(true))
+                {
+                    let reviewers: Vec<&str> =
+                        latest.reviews.iter().map(|r| r.reviewer.as_str()).collect();
+                    let mut run = decision;
+                    run.reasons.push(format!(
+                        "approved by {} (approval `{}`), executing once",
+                        reviewers.join(", "),
+                        latest.id
+                    ));
+                    ex.rec.approval = Some(latest.id.clone());
+                    return Verdict::Run(run);
+                }
+                current = latest;
+                break;
+            }
+            _ => {
+                let mut refused = decision;
+                refused.effect = Effect::Deny;
+                let why: Vec<String> = latest
+                    .reviews
+                    .iter()
+                    .filter_map(|r| r.reason.clone())
+                    .collect();
+                refused.reasons.push(format!(
+                    "approval `{}` was {:?}{}",
+                    latest.id,
+                    latest.state,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", why.join("; "))
+                    }
+                ));
+                ex.rec.approval = Some(latest.id.clone());
+                return Verdict::Answered(ex.denied(id, refused).await);
+            }
+        }
+    }
+    // Not decided in time: the agent may retry the same call later.
+    Verdict::Answered(held_record(ex, decision, &current, id).await)
 }
 
 /// Records the hold (a denial that names the approval) and answers.

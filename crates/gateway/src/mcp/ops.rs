@@ -540,6 +540,11 @@ async fn decide_and_forward(
                 arguments: args,
                 meta: params.get("_meta").and_then(Value::as_object),
                 required,
+                mode: ex
+                    .gateway()
+                    .config
+                    .upstream(upstream)
+                    .map_or(warden_config::ApprovalMode::Defer, |u| u.approval),
             };
             match hold(&mut ex, engine, who, &held, decision, id).await {
                 Verdict::Run(d) => d,

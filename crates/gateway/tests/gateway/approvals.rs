@@ -263,3 +263,85 @@ async fn approvers_decide_through_the_admin_api() {
                 && r.user.as_deref() == Some("user:ann"))
     );
 }
+
+#[tokio::test]
+async fn in_wait_mode_the_call_is_held_open_until_it_is_decided() {
+    let h = crate::harness::harness_with(
+        POLICY,
+        crate::harness::Options {
+            crm_extra: "approval = \"wait\"\napproval_timeout = \"3s\"\n",
+            ..Default::default()
+        },
+    )
+    .await;
+    let h = std::sync::Arc::new(h);
+    let token = h.token("a");
+    // Approved while the call waits: the same call completes, once.
+    let args = r#"{"id":"c-5","email":"w@example.com"}"#;
+    let call = {
+        let (h, token) = (h.clone(), token.clone());
+        tokio::spawn(async move { h.post("/mcp/crm", Some(&token), update(args)).await })
+    };
+    let id = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Some(a) = h
+            .store
+            .list_approvals(&tenant(), true)
+            .await
+            .unwrap()
+            .first()
+        {
+            break a.id.clone();
+        }
+    };
+    assert_eq!(h.crm.calls.get(), 0);
+    approve(&h, &id, "ann").await;
+    let (status, _, body) = call.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body["result"].is_object() && body["result"]["isError"] != true,
+        "{body}"
+    );
+    assert_eq!(h.crm.calls.get(), 1);
+    // Denied while it waits: refused, with the reviewer's reason.
+    let args = r#"{"id":"c-6","email":"d@example.com"}"#;
+    let call = {
+        let (h, token) = (h.clone(), token.clone());
+        tokio::spawn(async move { h.post("/mcp/crm", Some(&token), update(args)).await })
+    };
+    let id = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Some(a) = h
+            .store
+            .list_approvals(&tenant(), true)
+            .await
+            .unwrap()
+            .first()
+        {
+            break a.id.clone();
+        }
+    };
+    let mut a = h.store.approval(&tenant(), &id).await.unwrap().unwrap();
+    let revision = a.revision;
+    let bob = Reviewer {
+        name: "bob".into(),
+        is_approver: true,
+        tenant: "default".into(),
+    };
+    a.review(&bob, Verdict::Deny, Some("wrong customer".into()), now())
+        .unwrap();
+    assert!(h.store.update_approval(&a, revision).await.unwrap());
+    let (_, _, body) = call.await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("wrong customer"), "{body}");
+    // Nobody decides in time: the held answer, and nothing ran.
+    let (_, _, body) = h
+        .post(
+            "/mcp/crm",
+            Some(&token),
+            update(r#"{"id":"c-7","email":"t@example.com"}"#),
+        )
+        .await;
+    held_id(&body);
+    assert_eq!(h.crm.calls.get(), 1);
+}
