@@ -130,15 +130,7 @@ pub(super) async fn hold(
         Ok(f) => f,
         Err(e) => {
             tracing::error!("approval lookup failed: {e}");
-            return Verdict::Answered(
-                ex.reject(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some(id),
-                    ErrorCode::InternalError,
-                    "approvals are unavailable; nothing was run",
-                )
-                .await,
-            );
+            return unavailable(ex, id).await;
         }
     };
     if let Some(mut approval) = found {
@@ -149,36 +141,12 @@ pub(super) async fn hold(
         }
         match approval.state {
             State::Approved => {
-                let revision = approval.revision;
-                if approval.claim_execution(now).is_ok()
-                    && matches!(
-                        gw.store.update_approval(&approval, revision).await,
-                        Ok(true)
-                    )
-                {
-                    let reviewers: Vec<&str> = approval
-                        .reviews
-                        .iter()
-                        .map(|r| r.reviewer.as_str())
-                        .collect();
-                    let mut run = decision;
-                    run.reasons.push(format!(
-                        "approved by {} (approval `{}`), executing once",
-                        reviewers.join(", "),
-                        approval.id
-                    ));
-                    ex.rec.approval = Some(approval.id.clone());
-                    return Verdict::Run(run);
-                }
+                let decision = match claim(ex, approval.clone(), decision, now).await {
+                    Ok(run) => return Verdict::Run(run),
+                    Err(d) => d,
+                };
                 // Another retry claimed it first: it ran once already.
-                let mut refused = decision;
-                refused.effect = Effect::Deny;
-                refused.reasons.push(format!(
-                    "approval `{}` has been used; a new call needs a new approval",
-                    approval.id
-                ));
-                ex.rec.approval = Some(approval.id.clone());
-                return Verdict::Answered(ex.denied(id, refused).await);
+                return used(ex, decision, &approval, id).await;
             }
             State::Pending => return pending(ex, decision, approval, held.mode, id).await,
             // Denied, expired, cancelled or executed: a new approval.
@@ -194,15 +162,7 @@ pub(super) async fn hold(
     );
     if let Err(e) = gw.store.create_approval(&approval).await {
         tracing::error!("approval not recorded: {e}");
-        return Verdict::Answered(
-            ex.reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some(id),
-                ErrorCode::InternalError,
-                "approvals are unavailable; nothing was run",
-            )
-            .await,
-        );
+        return unavailable(ex, id).await;
     }
     pending(ex, decision, approval, held.mode, id).await
 }
@@ -239,23 +199,10 @@ async fn pending(
         match latest.state {
             State::Pending => current = latest,
             State::Approved => {
-                let revision = latest.revision;
-                if latest.claim_execution(now).is_ok()
-                    && matches!(gw.store.update_approval(&latest, revision).await, Ok(true))
-                {
-                    let reviewers: Vec<&str> =
-                        latest.reviews.iter().map(|r| r.reviewer.as_str()).collect();
-                    let mut run = decision;
-                    run.reasons.push(format!(
-                        "approved by {} (approval `{}`), executing once",
-                        reviewers.join(", "),
-                        latest.id
-                    ));
-                    ex.rec.approval = Some(latest.id.clone());
-                    return Verdict::Run(run);
-                }
-                current = latest;
-                break;
+                return match claim(ex, latest.clone(), decision, now).await {
+                    Ok(run) => Verdict::Run(run),
+                    Err(d) => used(ex, d, &latest, id).await,
+                };
             }
             _ => {
                 let mut refused = decision;
@@ -282,6 +229,66 @@ async fn pending(
     }
     // Not decided in time: the agent may retry the same call later.
     Verdict::Answered(held_record(ex, decision, &current, id).await)
+}
+
+/// Another call claimed the approval first: it ran once already.
+async fn used(ex: &mut Exchange, decision: Decision, approval: &Approval, id: &Id) -> Verdict {
+    let mut refused = decision;
+    refused.effect = Effect::Deny;
+    refused.reasons.push(format!(
+        "approval `{}` has been used; a new call needs a new approval",
+        approval.id
+    ));
+    ex.rec.approval = Some(approval.id.clone());
+    Verdict::Answered(ex.denied(id, refused).await)
+}
+
+/// The store failed: nothing runs.
+async fn unavailable(ex: &mut Exchange, id: &Id) -> Verdict {
+    Verdict::Answered(
+        ex.reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(id),
+            ErrorCode::InternalError,
+            "approvals are unavailable; nothing was run",
+        )
+        .await,
+    )
+}
+
+/// Claims the single execution of an approved approval by compare-and-swap;
+/// the decision to run with, or back when another call claimed it first.
+async fn claim(
+    ex: &mut Exchange,
+    mut approval: Approval,
+    decision: Decision,
+    now: u64,
+) -> Result<Decision, Decision> {
+    let revision = approval.revision;
+    if approval.claim_execution(now).is_err()
+        || !matches!(
+            ex.gateway()
+                .store
+                .update_approval(&approval, revision)
+                .await,
+            Ok(true)
+        )
+    {
+        return Err(decision);
+    }
+    let reviewers: Vec<&str> = approval
+        .reviews
+        .iter()
+        .map(|r| r.reviewer.as_str())
+        .collect();
+    let mut run = decision;
+    run.reasons.push(format!(
+        "approved by {} (approval `{}`), executing once",
+        reviewers.join(", "),
+        approval.id
+    ));
+    ex.rec.approval = Some(approval.id);
+    Ok(run)
 }
 
 /// Records the hold (a denial that names the approval) and answers.
