@@ -8,7 +8,8 @@
 //! moves from approved to executed by an atomic compare-and-swap in the
 //! store before anything is forwarded. Any other arguments make a new
 //! approval. Policy is evaluated again on the retry (a suspended agent never
-//! gets there).
+//! gets there). A changed tool definition, another task or another policy
+//! version needs a new approval.
 
 use axum::response::Response;
 use http::StatusCode;
@@ -133,6 +134,14 @@ pub(super) async fn hold(
             return unavailable(ex, id).await;
         }
     };
+    // An approval covers the call only as it was bound: the same task, the
+    // same tool definition (a changed tool is not what was approved) and the
+    // same policy version; otherwise the call needs a new approval.
+    let found = found.filter(|a| {
+        a.request.task == binding.task
+            && a.request.tool_digest == binding.tool_digest
+            && a.request.policy_version == binding.policy_version
+    });
     if let Some(mut approval) = found {
         let revision = approval.revision;
         if approval.expire(now) {

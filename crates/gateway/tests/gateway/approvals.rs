@@ -345,3 +345,31 @@ async fn in_wait_mode_the_call_is_held_open_until_it_is_decided() {
     held_id(&body);
     assert_eq!(h.crm.calls.get(), 1);
 }
+
+#[tokio::test]
+async fn an_approval_does_not_cover_another_policy_version() {
+    let h = harness(POLICY).await;
+    let token = h.token("a");
+    let args = r#"{"id":"c-8","email":"v@example.com"}"#;
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    let id = held_id(&body);
+    approve(&h, &id, "ann").await;
+    // The policies change (same rule, another version) before the retry.
+    let before = h.gateway.policy().engine().unwrap().version().to_owned();
+    std::fs::write(h.policy_path(), format!("{POLICY}\n// reviewed\n")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.gateway.policy().engine().unwrap().version() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new policies were not loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_ne!(held_id(&body), id, "a new approval for the new version");
+    assert_eq!(
+        h.crm.calls.get(),
+        0,
+        "not run under a policy version nobody approved it for"
+    );
+}
