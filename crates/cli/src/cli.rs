@@ -195,6 +195,18 @@ pub enum ApprovalsCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Withdraw a pending or approved (not yet executed) approval, as a user
+    /// with the approver role.
+    Cancel {
+        /// The approval id.
+        id: String,
+        /// The user withdrawing it.
+        #[arg(long = "as", value_name = "USER")]
+        reviewer: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
     /// Deny, as a user with the approver role.
     Deny {
         /// The approval id.

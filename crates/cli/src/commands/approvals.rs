@@ -121,6 +121,11 @@ pub async fn run(cli: &Cli, cmd: &ApprovalsCommand) -> Outcome {
             )
             .await
         }
+        ApprovalsCommand::Cancel {
+            id,
+            reviewer,
+            reason,
+        } => cancel(store.as_ref(), &tenant, id, reviewer, reason).await,
         ApprovalsCommand::Deny {
             id,
             reviewer,
@@ -198,6 +203,56 @@ async fn decide(
         .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
         .await
         .context("the review was recorded but could not be audited")?;
+    println!("approval `{id}` is now {:?}", a.state);
+    Ok(())
+}
+
+/// Withdraws an approval that has not run, as an approver of the tenant.
+async fn cancel(
+    store: &dyn Store,
+    tenant: &TenantId,
+    id: &str,
+    reviewer: &str,
+    reason: &str,
+) -> Outcome {
+    if reason.trim().is_empty() {
+        return Err(anyhow!("a cancellation needs a --reason").into());
+    }
+    let name = UserName::new(reviewer).map_err(|e| anyhow!(e))?;
+    let user = store
+        .user(tenant, &name)
+        .await
+        .context("cannot read the user")?
+        .ok_or_else(|| anyhow!("user `{name}` not found in tenant `{tenant}`"))?;
+    if !(user.active && user.role == "approver") {
+        return Err(Failure::Denied(anyhow!(
+            "`{name}` is not an approver of tenant `{tenant}`"
+        )));
+    }
+    let mut a = load(store, tenant, id).await?;
+    let revision = a.revision;
+    a.cancel().map_err(|e| Failure::Denied(anyhow!(e)))?;
+    if !store
+        .update_approval(&a, revision)
+        .await
+        .context("cannot record the cancellation")?
+    {
+        return Err(anyhow!("approval `{id}` changed meanwhile; try again").into());
+    }
+    let mut rec = AuditRecord::admin(
+        now(),
+        tenant.as_str(),
+        &format!("user:{name}"),
+        None,
+        &a.request.agent,
+        "approval.cancel",
+    );
+    rec.approval = Some(a.id.clone());
+    rec.decision.reasons = vec![format!("approval.cancel by `{name}`: {reason}")];
+    store
+        .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
+        .await
+        .context("the cancellation was recorded but could not be audited")?;
     println!("approval `{id}` is now {:?}", a.state);
     Ok(())
 }

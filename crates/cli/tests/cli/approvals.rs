@@ -47,6 +47,7 @@ fn approvers_decide_and_nobody_else() {
             .await
             .unwrap();
         store.create_approval(&held("ap-2", None)).await.unwrap();
+        store.create_approval(&held("ap-3", None)).await.unwrap();
     });
     for (user, role) in [("ann", "approver"), ("carol", "approver"), ("mo", "member")] {
         assert_eq!(
@@ -54,6 +55,45 @@ fn approvers_decide_and_nobody_else() {
             0
         );
     }
+    // Withdrawn before anyone decides: members may not, approvers may.
+    assert_eq!(
+        warden(
+            &dir,
+            &["approvals", "cancel", "ap-3", "--as", "mo", "--reason", "x"]
+        )
+        .code,
+        2
+    );
+    let run = warden(
+        &dir,
+        &[
+            "approvals",
+            "cancel",
+            "ap-3",
+            "--as",
+            "ann",
+            "--reason",
+            "duplicate",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("Cancelled"), "{}", run.stdout);
+    assert_eq!(
+        warden(
+            &dir,
+            &[
+                "approvals",
+                "cancel",
+                "ap-3",
+                "--as",
+                "ann",
+                "--reason",
+                "again"
+            ]
+        )
+        .code,
+        2
+    );
     let list = warden(&dir, &["approvals", "list", "--json"]).json();
     assert_eq!(list["approvals"].as_array().unwrap().len(), 2);
     let show = warden(&dir, &["approvals", "show", "ap-1"]);
