@@ -355,14 +355,7 @@ async fn approver(
         .map_err(|e| store_error(&e))?
         .filter(|u| u.active)
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unknown or disabled user"))?;
-    Ok((
-        verified.tenant.clone(),
-        warden_approval::Reviewer {
-            name: user.name.to_string(),
-            is_approver: user.role == "approver",
-            tenant: verified.tenant.to_string(),
-        },
-    ))
+    Ok((verified.tenant, crate::review::reviewer_of(&user)))
 }
 
 #[derive(Deserialize)]
@@ -451,24 +444,13 @@ async fn review_approval(
     .await;
     match result {
         Ok(a) => {
-            let operation = match verdict {
-                warden_approval::Verdict::Approve => "approval.approve",
-                warden_approval::Verdict::Deny => "approval.deny",
-            };
-            let mut rec = AuditRecord::admin(
-                now(),
-                tenant.as_str(),
-                &format!("user:{}", reviewer.name),
+            let rec = crate::review::review_record(
+                &a,
+                &reviewer.name,
+                crate::review::operation(verdict),
+                reason.as_deref(),
                 Some(peer.to_string()),
-                &a.request.agent,
-                operation,
             );
-            rec.approval = Some(a.id.clone());
-            rec.decision.reasons = vec![format!(
-                "{operation} by `{}`: {}",
-                reviewer.name,
-                reason.as_deref().unwrap_or("-")
-            )];
             if let Err(e) = gw.audit.write(&rec).await {
                 tracing::error!("review not audited: {e}");
             }

@@ -112,6 +112,7 @@ impl Gateway {
         }
         let catalogs = load_catalogs(&upstreams, store.as_ref()).await;
         let mut policies = BTreeMap::new();
+        let labels = labels_of(&config);
         for tenant in config.served_tenants() {
             let Some(dir) = config.policy_dir(&tenant) else {
                 continue;
@@ -121,7 +122,7 @@ impl Gateway {
                 dir.to_owned(),
                 catalogs.clone(),
                 store.clone(),
-                labels_of(&config),
+                labels.clone(),
                 config.policy.shadow_dir.clone().filter(|_| is_default),
             )
             .map_err(|d| {

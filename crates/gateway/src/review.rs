@@ -1,8 +1,9 @@
 //! Reviewing a held action: shared by the admin API and the CLI.
 
 use warden_approval::{Approval, ApprovalError, Reviewer, Verdict};
+use warden_audit::AuditRecord;
 use warden_core::TenantId;
-use warden_store::{Store, StoreError};
+use warden_store::{Store, StoreError, User};
 
 /// Why a review was not recorded.
 #[derive(Debug, thiserror::Error)]
@@ -51,4 +52,47 @@ pub async fn review(
         }
     }
     Err(ReviewError::Busy(id.to_owned()))
+}
+
+/// The reviewer a directory user is: an approver only while active and
+/// holding the approver role.
+pub fn reviewer_of(user: &User) -> Reviewer {
+    Reviewer {
+        name: user.name.to_string(),
+        is_approver: user.active && user.role == "approver",
+        tenant: user.tenant.to_string(),
+    }
+}
+
+/// The audit operation of a verdict.
+pub fn operation(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Approve => "approval.approve",
+        Verdict::Deny => "approval.deny",
+    }
+}
+
+/// The audit record of `reviewer`'s `operation` (a review or a
+/// cancellation) on `approval`, from `source`.
+pub fn review_record(
+    approval: &Approval,
+    reviewer: &str,
+    operation: &str,
+    reason: Option<&str>,
+    source: Option<String>,
+) -> AuditRecord {
+    let mut rec = AuditRecord::admin(
+        crate::mcp::exchange_now(),
+        &approval.request.tenant,
+        &format!("user:{reviewer}"),
+        source,
+        &approval.request.agent,
+        operation,
+    );
+    rec.approval = Some(approval.id.clone());
+    rec.decision.reasons = vec![format!(
+        "{operation} by `{reviewer}`: {}",
+        reason.unwrap_or("-")
+    )];
+    rec
 }

@@ -1,25 +1,16 @@
 //! `warden approvals list|show|approve|deny`: humans decide on held actions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
-use warden_approval::{Approval, Reviewer, Verdict};
-use warden_audit::AuditRecord;
+use warden_approval::{Approval, Verdict};
 use warden_core::{TenantId, UserName};
-use warden_gateway::review::ReviewError;
+use warden_gateway::review::{ReviewError, operation, review_record, reviewer_of};
 use warden_store::Store;
 
-use super::now;
+use super::unix_now;
 use crate::cli::{ApprovalsCommand, Cli};
 use crate::context::{config, print_json, store, tenant};
 use crate::{Failure, Outcome};
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 async fn load(store: &dyn Store, tenant: &TenantId, id: &str) -> Result<Approval, Failure> {
     store
@@ -162,11 +153,7 @@ async fn decide(
         .await
         .context("cannot read the user")?
         .ok_or_else(|| anyhow!("user `{name}` not found in tenant `{tenant}`"))?;
-    let who = Reviewer {
-        name: name.to_string(),
-        is_approver: user.active && user.role == "approver",
-        tenant: tenant.to_string(),
-    };
+    let who = reviewer_of(&user);
     let a = match warden_gateway::review::review(
         store,
         tenant,
@@ -182,23 +169,13 @@ async fn decide(
         Err(ReviewError::Refused(e)) => return Err(Failure::Denied(anyhow!(e))),
         Err(e) => return Err(anyhow!(e).into()),
     };
-    let operation = match verdict {
-        Verdict::Approve => "approval.approve",
-        Verdict::Deny => "approval.deny",
-    };
-    let mut rec = AuditRecord::admin(
-        now(),
-        tenant.as_str(),
-        &format!("user:{name}"),
+    let rec = review_record(
+        &a,
+        name.as_str(),
+        operation(verdict),
+        reason.as_deref(),
         None,
-        &a.request.agent,
-        operation,
     );
-    rec.approval = Some(a.id.clone());
-    rec.decision.reasons = vec![format!(
-        "{operation} by `{name}`: {}",
-        reason.as_deref().unwrap_or("-")
-    )];
     store
         .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
         .await
@@ -224,7 +201,7 @@ async fn cancel(
         .await
         .context("cannot read the user")?
         .ok_or_else(|| anyhow!("user `{name}` not found in tenant `{tenant}`"))?;
-    if !(user.active && user.role == "approver") {
+    if !reviewer_of(&user).is_approver {
         return Err(Failure::Denied(anyhow!(
             "`{name}` is not an approver of tenant `{tenant}`"
         )));
@@ -239,16 +216,7 @@ async fn cancel(
     {
         return Err(anyhow!("approval `{id}` changed meanwhile; try again").into());
     }
-    let mut rec = AuditRecord::admin(
-        now(),
-        tenant.as_str(),
-        &format!("user:{name}"),
-        None,
-        &a.request.agent,
-        "approval.cancel",
-    );
-    rec.approval = Some(a.id.clone());
-    rec.decision.reasons = vec![format!("approval.cancel by `{name}`: {reason}")];
+    let rec = review_record(&a, name.as_str(), "approval.cancel", Some(reason), None);
     store
         .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
         .await

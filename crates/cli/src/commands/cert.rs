@@ -11,21 +11,10 @@ use warden_identity::{CaFiles, spiffe_id};
 use warden_store::{CertRecord, Store, StoreError};
 
 use super::agent::name;
-use super::audit_change;
+use super::{audit_change, rfc3339};
 use crate::cli::AgentCommand;
 use crate::context::{duration, print_json};
 use crate::{Failure, Outcome};
-
-fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
 
 pub async fn run(
     config: &Config,

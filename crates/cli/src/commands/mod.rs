@@ -33,6 +33,26 @@ pub async fn run(cli: Cli) -> Outcome {
     }
 }
 
+/// Now, in seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `unix` (seconds since the epoch) in RFC 3339 UTC; the number itself if
+/// it is out of range.
+pub fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 /// Now, RFC 3339 UTC.
 pub fn now() -> String {
     time::OffsetDateTime::now_utc()

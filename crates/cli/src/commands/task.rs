@@ -1,37 +1,21 @@
 //! `warden task start|end|token|list`: just-in-time task grants.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use warden_config::Config;
 use warden_core::{AgentName, AgentState, UserName};
 use warden_mcp::ToolCatalog;
 use warden_store::{Store, StoreError, Task};
 
-use super::{audit_change, now};
+use super::{audit_change, now, rfc3339, unix_now};
 use crate::cli::{Cli, TaskCommand};
 use crate::context::{config, duration, issuer, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 /// The longest task purpose.
 const MAX_PURPOSE: usize = 200;
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
 
 /// `upstream.tool` (or `upstream/tool`) as an action id, if the recorded
 /// catalogs have it.

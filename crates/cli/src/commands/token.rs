@@ -2,23 +2,17 @@
 
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use warden_audit::AuditRecord;
 use warden_core::{AgentName, AgentState, UserName};
 use warden_identity::{Issued, Role};
 
-use super::now;
+use super::{now, rfc3339};
 use crate::cli::{Cli, TokenCommand};
 use crate::context::{config, duration, issuer, operator, print_json, store, tenant};
 use crate::{Failure, Outcome};
 
 pub fn print(issued: &Issued, json: bool) -> Outcome {
-    let expires_at = i64::try_from(issued.expires_at)
-        .ok()
-        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default();
+    let expires_at = rfc3339(issued.expires_at);
     if json {
         print_json(&json!({ "token": issued.token, "expires_at": expires_at, "id": issued.jti }))
     } else {

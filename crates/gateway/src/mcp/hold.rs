@@ -157,7 +157,9 @@ pub(super) async fn hold(
                 // Another retry claimed it first: it ran once already.
                 return used(ex, decision, &approval, id).await;
             }
-            State::Pending => return pending(ex, decision, approval, held.mode, id).await,
+            State::Pending => {
+                return pending(ex, decision, approval, held.mode, &who.tenant, id).await;
+            }
             // Denied, expired, cancelled or executed: a new approval.
             _ => {}
         }
@@ -173,7 +175,7 @@ pub(super) async fn hold(
         tracing::error!("approval not recorded: {e}");
         return unavailable(ex, id).await;
     }
-    pending(ex, decision, approval, held.mode, id).await
+    pending(ex, decision, approval, held.mode, &who.tenant, id).await
 }
 
 /// A pending approval: answer at once (defer), or hold the call open until
@@ -183,21 +185,18 @@ async fn pending(
     decision: Decision,
     approval: Approval,
     mode: ApprovalMode,
+    tenant: &warden_core::TenantId,
     id: &Id,
 ) -> Verdict {
     let ApprovalMode::Wait(limit) = mode else {
         return Verdict::Answered(held_record(ex, decision, &approval, id).await);
     };
     let gw = ex.gateway();
-    let tenant = approval.request.tenant.clone();
-    let Ok(tenant) = warden_core::TenantId::new(tenant) else {
-        return Verdict::Answered(held_record(ex, decision, &approval, id).await);
-    };
     let deadline = tokio::time::Instant::now() + limit;
     let mut current = approval;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
-        let Ok(Some(mut latest)) = gw.store.approval(&tenant, &current.id).await else {
+        let Ok(Some(mut latest)) = gw.store.approval(tenant, &current.id).await else {
             continue;
         };
         let revision = latest.revision;

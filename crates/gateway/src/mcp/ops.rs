@@ -151,15 +151,18 @@ async fn initialize(
     response
 }
 
-/// The upstreams a route reaches that the caller may connect to.
+/// The upstreams a route reaches that the caller may connect to (a
+/// one-upstream route was checked by [`refused_upstream`] already).
 fn targets(gw: &Gateway, engine: &PolicyEngine, who: &Caller, route: &Route) -> Vec<Arc<Upstream>> {
-    let all: Vec<Arc<Upstream>> = match route {
+    match route {
         Route::One(u) => vec![u.clone()],
-        Route::Federated => gw.upstreams.values().cloned().collect(),
-    };
-    all.into_iter()
-        .filter(|u| connect(engine, who, u.name().as_str()).is_allow())
-        .collect()
+        Route::Federated => gw
+            .upstreams
+            .values()
+            .filter(|u| connect(engine, who, u.name().as_str()).is_allow())
+            .cloned()
+            .collect(),
+    }
 }
 
 /// Whether the caller may reach `upstream` at all (`connect`).

@@ -36,15 +36,7 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
         .unwrap()
         .token;
 
-    let agents: Value = http
-        .get(url("/v1/agents"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agents: Value = h.admin_json("/v1/agents", &auditor).await;
     assert_eq!(agents["agents"].as_array().unwrap().len(), 2);
     // Auditors read; only admins change.
     let denied = http
@@ -132,15 +124,7 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
         assert_eq!(r.status().as_u16(), code, "{action}");
     }
 
-    let audit: Value = http
-        .get(url("/v1/audit?limit=1000"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = h.admin_json("/v1/audit?limit=1000", &auditor).await;
     let methods: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
@@ -155,24 +139,8 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
     ] {
         assert!(methods.contains(&m), "{m} in {methods:?}");
     }
-    let verify: Value = http
-        .get(url("/v1/audit/verify"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify: Value = h.admin_json("/v1/audit/verify", &auditor).await;
     assert_eq!(verify["ok"], json!(true));
-    let policy: Value = http
-        .get(url("/v1/policy"))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let policy: Value = h.admin_json("/v1/policy", &auditor).await;
     assert_eq!(policy["policies"], 2, "the test policy and connect-all");
 }

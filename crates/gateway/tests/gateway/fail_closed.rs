@@ -68,3 +68,28 @@ async fn an_unreadable_agent_state_means_no_authentication() {
     );
     assert_eq!(h.docs.calls.get(), 0);
 }
+
+#[tokio::test]
+async fn unavailable_approvals_mean_a_held_call_never_runs() {
+    let faults = Faults::default();
+    let h = harness_with(
+        r#"@approval("required") permit(principal, action == Warden::Action::"crm/update_customer", resource);"#,
+        Options {
+            faults: Some(faults.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    faults.approvals.store(true, Ordering::SeqCst);
+    let update = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"update_customer","arguments":{"id":"c-1","email":"x@example.com"}}}"#;
+    let (status, _, body) = h.post("/mcp/crm", Some(&h.token("a")), update).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("approvals are unavailable"),
+        "{body}"
+    );
+    assert_eq!(h.crm.calls.get(), 0, "nothing runs without its approval");
+}

@@ -97,6 +97,7 @@ impl Default for Options {
 pub struct Faults {
     pub agent_lookup: Arc<AtomicBool>,
     pub audit_append: Arc<AtomicBool>,
+    pub approvals: Arc<AtomicBool>,
 }
 
 /// A real SQLite store with fault injection in front of it.
@@ -105,6 +106,7 @@ struct FaultyStore {
     inner: SqliteStore,
     agent_lookup: Arc<AtomicBool>,
     audit_append: Arc<AtomicBool>,
+    approvals: Arc<AtomicBool>,
 }
 
 fn injected() -> StoreError {
@@ -218,6 +220,9 @@ impl Store for FaultyStore {
         self.inner.end_task(tenant, id).await
     }
     async fn create_approval(&self, a: &warden_approval::Approval) -> Result<(), StoreError> {
+        if self.approvals.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
         self.inner.create_approval(a).await
     }
     async fn approval(
@@ -238,6 +243,9 @@ impl Store for FaultyStore {
         &self,
         b: &warden_approval::Request,
     ) -> Result<Option<warden_approval::Approval>, StoreError> {
+        if self.approvals.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
         self.inner.find_approval(b).await
     }
     async fn update_approval(
@@ -373,6 +381,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
             inner: sqlite,
             agent_lookup: f.agent_lookup,
             audit_append: f.audit_append,
+            approvals: f.approvals,
         }),
         None => Arc::new(sqlite),
     };
