@@ -280,6 +280,40 @@ pub enum UserCommand {
         /// `approver`, `admin`, `auditor` or `member`.
         #[arg(long, default_value = "member")]
         role: String,
+        /// A group the user belongs to (repeatable); approval thresholds
+        /// may require reviewers from named groups.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a user's groups (none: no groups).
+    Groups {
+        /// The user's name.
+        name: String,
+        /// The groups.
+        groups: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the user's web console password, read from standard input (one
+    /// line, at least 12 characters); stored as an Argon2id hash.
+    Password {
+        /// The user's name.
+        name: String,
+        /// Remove the password instead (login links still work).
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Print a one-time web console login link for the user.
+    LoginLink {
+        /// The user's name.
+        name: String,
+        /// How long the link works (at most 24h).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -85,7 +85,8 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", get(show_approval))
         .route("/v1/approvals/{id}/{verdict}", post(review_approval))
-        .with_state(gw)
+        .with_state(gw.clone())
+        .merge(crate::console::router(gw))
 }
 
 async fn list_agents(State(gw): Gw, headers: HeaderMap) -> Response {
@@ -427,39 +428,19 @@ async fn review_approval(
     let reason = review
         .reason
         .map(|r| r.chars().take(1000).collect::<String>());
-    if verdict == warden_approval::Verdict::Deny
-        && reason.as_deref().is_none_or(|r| r.trim().is_empty())
-    {
-        return error(StatusCode::BAD_REQUEST, "a denial needs a reason");
-    }
-    let result = crate::review::review(
-        gw.store.as_ref(),
-        &tenant,
-        &id,
-        &reviewer,
+    let decided = crate::review::Decided {
+        reviewer,
         verdict,
-        reason.clone(),
-        crate::auth::now_secs(),
-    )
-    .await;
-    match result {
-        Ok(a) => {
-            let rec = crate::review::review_record(
-                &a,
-                &reviewer.name,
-                crate::review::operation(verdict),
-                reason.as_deref(),
-                Some(peer.to_string()),
-            );
-            if let Err(e) = gw.audit.write(&rec).await {
-                tracing::error!("review not audited: {e}");
-            }
-            Json(a).into_response()
-        }
+        reason,
+        source: Some(peer.to_string()),
+    };
+    match crate::review::decide(&gw, &tenant, &id, decided).await {
+        Ok(a) => Json(a).into_response(),
         Err(crate::review::ReviewError::NotFound(_)) => {
             error(StatusCode::NOT_FOUND, "approval not found")
         }
         Err(crate::review::ReviewError::Refused(e)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(crate::review::ReviewError::Invalid(m)) => error(StatusCode::BAD_REQUEST, &m),
         Err(crate::review::ReviewError::Busy(m)) => error(StatusCode::CONFLICT, &m),
         Err(crate::review::ReviewError::Store(e)) => store_error(&e),
     }

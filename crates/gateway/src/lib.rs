@@ -14,6 +14,7 @@
 mod admin;
 mod audit_log;
 mod auth;
+pub mod console;
 mod identity;
 mod mcp;
 mod oauth;
@@ -74,6 +75,7 @@ pub struct Gateway {
     upstreams: BTreeMap<String, Arc<Upstream>>,
     audit: AuditLog,
     sessions: sessions::Sessions,
+    console: console::ConsoleSessions,
     taints: taint::Taints,
     resources: RwLock<HashMap<String, UpstreamName>>,
 }
@@ -169,6 +171,7 @@ impl Gateway {
             served,
             upstreams,
             sessions: sessions::Sessions::default(),
+            console: console::ConsoleSessions::default(),
             taints: taint::Taints::default(),
             resources: RwLock::new(HashMap::new()),
         }))

@@ -14,6 +14,9 @@ pub enum ReviewError {
     /// The state machine refused it (nothing changed).
     #[error(transparent)]
     Refused(#[from] ApprovalError),
+    /// The review itself is malformed (a denial without a reason).
+    #[error("{0}")]
+    Invalid(String),
     /// It kept changing under us.
     #[error("approval `{0}` keeps changing; try again")]
     Busy(String),
@@ -52,6 +55,50 @@ pub async fn review(
         }
     }
     Err(ReviewError::Busy(id.to_owned()))
+}
+
+/// A reviewer's decision, as the admin API or the console received it.
+#[derive(Debug)]
+pub(crate) struct Decided {
+    pub(crate) reviewer: Reviewer,
+    pub(crate) verdict: Verdict,
+    pub(crate) reason: Option<String>,
+    /// Where it came from (the reviewer's address).
+    pub(crate) source: Option<String>,
+}
+
+/// Records a decision on approval `id` of `tenant` and its audit record. A
+/// denial needs a reason.
+pub(crate) async fn decide(
+    gw: &crate::Gateway,
+    tenant: &TenantId,
+    id: &str,
+    d: Decided,
+) -> Result<Approval, ReviewError> {
+    if d.verdict == Verdict::Deny && d.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(ReviewError::Invalid("a denial needs a reason".into()));
+    }
+    let approval = review(
+        gw.store.as_ref(),
+        tenant,
+        id,
+        &d.reviewer,
+        d.verdict,
+        d.reason.clone(),
+        crate::auth::now_secs(),
+    )
+    .await?;
+    let rec = review_record(
+        &approval,
+        &d.reviewer.name,
+        operation(d.verdict),
+        d.reason.as_deref(),
+        d.source,
+    );
+    if let Err(e) = gw.audit.write(&rec).await {
+        tracing::error!("review not audited: {e}");
+    }
+    Ok(approval)
 }
 
 /// The reviewer a directory user is: an approver only while active and

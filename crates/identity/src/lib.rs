@@ -15,6 +15,7 @@ mod admin;
 pub mod ca;
 mod key;
 mod oidc;
+mod password;
 mod token;
 mod user;
 
@@ -22,6 +23,9 @@ pub use admin::{Operator, Role};
 pub use ca::{CaFiles, CertAuthority, CertError, CertIdentity, IssuedCert};
 pub use key::{KeyError, KeyRing, RetiredKey, SigningKey, retired_path, rotate, write_atomic};
 pub use oidc::{OidcIssuer, OidcSettings, peek_issuer};
+pub use password::{
+    MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, hash_password, verify_password,
+};
 pub use token::{
     Actor, Claims, Confirmation, Issued, TokenError, TokenIssuer, TokenVerifier, VerifiedToken,
     spiffe_id,

@@ -157,6 +157,23 @@ pub struct User {
     pub active: bool,
     /// RFC 3339.
     pub created_at: String,
+    /// The groups it belongs to (approval thresholds may name them).
+    pub groups: Vec<String>,
+    /// Whether it has a console password (the hash never leaves the store).
+    pub has_password: bool,
+}
+
+/// A one-time console login link: only the SHA-256 of its token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLink {
+    /// The SHA-256 (hex) of the link's secret token.
+    pub token_sha256: String,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The user it signs in.
+    pub user: UserName,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
 }
 
 /// Where a sealed secret belongs: an upstream of a tenant, for everyone or
@@ -252,6 +269,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         name: &UserName,
         active: bool,
     ) -> Result<User, StoreError>;
+
+    /// Replaces a user's groups.
+    async fn set_user_groups(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        groups: &[String],
+    ) -> Result<User, StoreError>;
+    /// Sets (or, with none, clears) a user's password hash (PHC string).
+    async fn set_user_password(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        hash: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// A user's password hash, if it has one.
+    async fn user_password(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+    ) -> Result<Option<String>, StoreError>;
+    /// Records a one-time login link.
+    async fn create_login_link(&self, link: &LoginLink) -> Result<(), StoreError>;
+    /// Uses a login link by the SHA-256 of its token: at most once, and only
+    /// before it expires (atomic); whom it signs in.
+    async fn use_login_link(
+        &self,
+        token_sha256: &str,
+        now: u64,
+    ) -> Result<Option<(TenantId, UserName)>, StoreError>;
 
     /// Records a new task; an existing id is a conflict.
     async fn create_task(&self, task: Task) -> Result<(), StoreError>;

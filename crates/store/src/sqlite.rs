@@ -16,10 +16,10 @@ use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 use crate::fast::FastPath;
-use crate::{Agent, CertRecord, NewAgent, SecretRef, Store, StoreError, Task, User};
+use crate::{Agent, CertRecord, LoginLink, NewAgent, SecretRef, Store, StoreError, Task, User};
 use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -113,6 +113,18 @@ const MIGRATION_5: &[&str] = &[
     "CREATE INDEX approvals_by_call ON approvals (tenant, agent, upstream, tool, args_sha256, created_at)",
 ];
 
+const MIGRATION_6: &[&str] = &[
+    "ALTER TABLE users ADD COLUMN password_hash TEXT",
+    "ALTER TABLE users ADD COLUMN groups TEXT NOT NULL DEFAULT '[]'",
+    "CREATE TABLE login_links (
+        token_sha256 TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        user TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+    ) STRICT",
+];
+
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -169,62 +181,26 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
             )));
         }
-        if version < 1 {
-            for statement in MIGRATION_1 {
+        let steps: [&'static [&'static str]; 6] = [
+            MIGRATION_1,
+            MIGRATION_2,
+            MIGRATION_3,
+            MIGRATION_4,
+            MIGRATION_5,
+            MIGRATION_6,
+        ];
+        for (to, statements) in (1_i64..).zip(steps) {
+            if version >= to {
+                continue;
+            }
+            for statement in statements {
                 sqlx::query(*statement)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
             }
-            sqlx::query("PRAGMA user_version = 1")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        if version < 2 {
-            for statement in MIGRATION_2 {
-                sqlx::query(*statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            sqlx::query("PRAGMA user_version = 2")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        if version < 3 {
-            for statement in MIGRATION_3 {
-                sqlx::query(*statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            sqlx::query("PRAGMA user_version = 3")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        if version < 4 {
-            for statement in MIGRATION_4 {
-                sqlx::query(*statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            sqlx::query("PRAGMA user_version = 4")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        if version < 5 {
-            for statement in MIGRATION_5 {
-                sqlx::query(*statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            sqlx::query("PRAGMA user_version = 5")
+            // `to` is one of our own small integers.
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {to}")))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -315,6 +291,12 @@ fn user_from(row: &SqliteRow) -> Result<User, StoreError> {
         role: text("role")?,
         active: row.try_get::<i64, _>("active").map_err(db)? != 0,
         created_at: text("created_at")?,
+        groups: serde_json::from_str(&text("groups")?)
+            .map_err(|e| StoreError::Corrupt(format!("user groups: {e}")))?,
+        has_password: row
+            .try_get::<Option<String>, _>("password_hash")
+            .map_err(db)?
+            .is_some(),
     })
 }
 
@@ -601,6 +583,102 @@ impl Store for SqliteStore {
         self.user(tenant, name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("user `{name}` in tenant `{tenant}`")))
+    }
+
+    async fn set_user_groups(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        groups: &[String],
+    ) -> Result<User, StoreError> {
+        let groups = serde_json::to_string(groups)
+            .map_err(|e| StoreError::Corrupt(format!("user groups: {e}")))?;
+        sqlx::query("UPDATE users SET groups = ? WHERE tenant = ? AND name = ?")
+            .bind(groups)
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        self.user(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("user `{name}` in tenant `{tenant}`")))
+    }
+
+    async fn set_user_password(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let changed =
+            sqlx::query("UPDATE users SET password_hash = ? WHERE tenant = ? AND name = ?")
+                .bind(hash)
+                .bind(tenant.as_str())
+                .bind(name.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user `{name}` in tenant `{tenant}`"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn user_password(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+    ) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE tenant = ? AND name = ?")
+                .bind(tenant.as_str())
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(hash.flatten())
+    }
+
+    async fn create_login_link(&self, link: &LoginLink) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO login_links (token_sha256, tenant, user, expires_at, used_at) VALUES (?, ?, ?, ?, NULL)",
+        )
+        .bind(&link.token_sha256)
+        .bind(link.tenant.as_str())
+        .bind(link.user.as_str())
+        .bind(i64::try_from(link.expires_at).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn use_login_link(
+        &self,
+        token_sha256: &str,
+        now: u64,
+    ) -> Result<Option<(TenantId, UserName)>, StoreError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let row = sqlx::query(
+            "UPDATE login_links SET used_at = ? WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ? RETURNING tenant, user",
+        )
+        .bind(now)
+        .bind(token_sha256)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let tenant: String = row.try_get("tenant").map_err(db)?;
+        let user: String = row.try_get("user").map_err(db)?;
+        Ok(Some((
+            TenantId::new(tenant).map_err(corrupt)?,
+            UserName::new(user).map_err(corrupt)?,
+        )))
     }
 
     async fn create_task(&self, task: Task) -> Result<(), StoreError> {

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use warden_audit::{ChainHead, verify_chain};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
-use warden_store::{CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError, Task};
+use warden_store::{
+    CertRecord, LoginLink, NewAgent, SecretRef, SqliteStore, Store, StoreError, Task,
+};
 
 fn tenant(t: &str) -> TenantId {
     TenantId::new(t).unwrap()
@@ -260,6 +262,87 @@ async fn users(store: &dyn Store) {
             .user(&tenant("acme"), &UserName::new("bob").unwrap())
             .await
             .unwrap(),
+        None
+    );
+    credentials(store, &alice).await;
+}
+
+/// Groups, password hashes and one-time login links.
+async fn credentials(store: &dyn Store, alice: &UserName) {
+    let acme = tenant("acme");
+    let bob = UserName::new("bob").unwrap();
+    assert!(
+        store
+            .user(&acme, alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .groups
+            .is_empty()
+    );
+    let grouped = store
+        .set_user_groups(&acme, alice, &["finance".into(), "security".into()])
+        .await
+        .unwrap();
+    assert_eq!(grouped.groups, ["finance", "security"]);
+    assert!(!grouped.has_password);
+    assert_eq!(store.user_password(&acme, alice).await.unwrap(), None);
+    store
+        .set_user_password(&acme, alice, Some("$argon2id$hash"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_password(&acme, alice).await.unwrap().as_deref(),
+        Some("$argon2id$hash")
+    );
+    assert!(
+        store
+            .user(&acme, alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .has_password
+    );
+    // Another tenant's alice is another user.
+    assert_eq!(
+        store.user_password(&tenant("globex"), alice).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.set_user_password(&acme, &bob, Some("x")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.set_user_password(&acme, alice, None).await.unwrap();
+    assert_eq!(store.user_password(&acme, alice).await.unwrap(), None);
+
+    let link = LoginLink {
+        token_sha256: "ab".repeat(32),
+        tenant: acme.clone(),
+        user: alice.clone(),
+        expires_at: 1_000,
+    };
+    store.create_login_link(&link).await.unwrap();
+    // Expired links sign nobody in; a live one signs in exactly once.
+    assert_eq!(
+        store
+            .use_login_link(&link.token_sha256, 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    let live = LoginLink {
+        token_sha256: "cd".repeat(32),
+        expires_at: 2_000,
+        ..link
+    };
+    store.create_login_link(&live).await.unwrap();
+    assert_eq!(store.use_login_link("ef", 10).await.unwrap(), None);
+    assert_eq!(
+        store.use_login_link(&live.token_sha256, 10).await.unwrap(),
+        Some((acme.clone(), alice.clone()))
+    );
+    assert_eq!(
+        store.use_login_link(&live.token_sha256, 11).await.unwrap(),
         None
     );
 }

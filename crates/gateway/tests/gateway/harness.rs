@@ -204,6 +204,39 @@ impl Store for FaultyStore {
     ) -> Result<User, StoreError> {
         self.inner.set_user_active(tenant, name, active).await
     }
+    async fn set_user_groups(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        groups: &[String],
+    ) -> Result<User, StoreError> {
+        self.inner.set_user_groups(tenant, name, groups).await
+    }
+    async fn set_user_password(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+        hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_user_password(tenant, name, hash).await
+    }
+    async fn user_password(
+        &self,
+        tenant: &TenantId,
+        name: &UserName,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.user_password(tenant, name).await
+    }
+    async fn create_login_link(&self, link: &warden_store::LoginLink) -> Result<(), StoreError> {
+        self.inner.create_login_link(link).await
+    }
+    async fn use_login_link(
+        &self,
+        token_sha256: &str,
+        now: u64,
+    ) -> Result<Option<(TenantId, UserName)>, StoreError> {
+        self.inner.use_login_link(token_sha256, now).await
+    }
     async fn create_task(&self, task: Task) -> Result<(), StoreError> {
         self.inner.create_task(task).await
     }

@@ -15,6 +15,8 @@ mod admin;
 mod approvals;
 mod auth;
 mod bad_input;
+mod browser;
+mod console;
 mod context;
 mod enforcement;
 mod fail_closed;
