@@ -68,6 +68,9 @@ pub struct Review {
     pub reason: Option<String>,
     /// When (seconds since the epoch).
     pub at: u64,
+    /// The reviewer's groups when they reviewed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// What the held call is: everything it binds.
@@ -117,6 +120,9 @@ pub struct Approval {
     pub request: Request,
     /// How many approvers it needs.
     pub required: Required,
+    /// Groups that must each count an approver among those who approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Where it stands.
     pub state: State,
     /// The reviews so far.
@@ -141,6 +147,8 @@ pub struct Reviewer {
     pub is_approver: bool,
     /// The user's tenant.
     pub tenant: String,
+    /// The user's groups.
+    pub groups: Vec<String>,
 }
 
 /// Why a transition was refused. Nothing changed.
@@ -180,6 +188,7 @@ impl Approval {
             id,
             request,
             required,
+            groups: Vec::new(),
             state: State::Pending,
             reviews: Vec::new(),
             created_at: now,
@@ -187,6 +196,27 @@ impl Approval {
             executed_at: None,
             revision: 0,
         }
+    }
+
+    /// The same, needing an approver from each of `groups` too.
+    #[must_use]
+    pub fn with_groups(mut self, groups: Vec<String>) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// The groups that no approving reviewer has covered yet.
+    pub fn missing_groups(&self) -> Vec<&str> {
+        self.groups
+            .iter()
+            .filter(|g| {
+                !self
+                    .reviews
+                    .iter()
+                    .any(|r| r.verdict == Verdict::Approve && r.groups.contains(g))
+            })
+            .map(String::as_str)
+            .collect()
     }
 
     /// How many approvers it needs.
@@ -242,10 +272,16 @@ impl Approval {
             verdict,
             reason,
             at: now,
+            groups: reviewer.groups.clone(),
         });
         self.state = match verdict {
             Verdict::Deny => State::Denied,
-            Verdict::Approve if approvals(&self.reviews) >= self.needed() => State::Approved,
+            Verdict::Approve
+                if approvals(&self.reviews) >= self.needed()
+                    && self.missing_groups().is_empty() =>
+            {
+                State::Approved
+            }
             Verdict::Approve => State::Pending,
         };
         self.revision += 1;

@@ -27,7 +27,66 @@ fn approver(name: &str) -> Reviewer {
         name: name.into(),
         is_approver: true,
         tenant: "acme".into(),
+        groups: Vec::new(),
     }
+}
+
+fn in_groups(name: &str, groups: &[&str]) -> Reviewer {
+    Reviewer {
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..approver(name)
+    }
+}
+
+#[test]
+fn thresholds_need_an_approver_from_each_named_group() {
+    let mut a = Approval::new("g1".into(), request(None), Required::Dual, 100, 900)
+        .with_groups(vec!["finance".into(), "security".into()]);
+    assert_eq!(a.missing_groups(), ["finance", "security"]);
+    // Two approvals, neither from security: still pending.
+    assert_eq!(
+        a.review(&in_groups("ann", &["finance"]), Verdict::Approve, None, 101),
+        Ok(State::Pending)
+    );
+    assert_eq!(
+        a.review(&in_groups("bob", &["sales"]), Verdict::Approve, None, 102),
+        Ok(State::Pending)
+    );
+    assert_eq!(a.missing_groups(), ["security"]);
+    assert!(a.claim_execution(103).is_err());
+    assert_eq!(
+        a.review(
+            &in_groups("sam", &["security"]),
+            Verdict::Approve,
+            None,
+            104
+        ),
+        Ok(State::Approved)
+    );
+    assert_eq!(a.reviews[2].groups, ["security"]);
+    // One person in both groups covers both, but dual still needs two.
+    let mut b = Approval::new("g2".into(), request(None), Required::Dual, 100, 900)
+        .with_groups(vec!["finance".into(), "security".into()]);
+    assert_eq!(
+        b.review(
+            &in_groups("ann", &["finance", "security"]),
+            Verdict::Approve,
+            None,
+            101
+        ),
+        Ok(State::Pending)
+    );
+    assert_eq!(
+        b.review(&approver("bob"), Verdict::Approve, None, 102),
+        Ok(State::Approved)
+    );
+    // A denial from any approver ends it, whatever the groups.
+    let mut c = Approval::new("g3".into(), request(None), Required::Required, 100, 900)
+        .with_groups(vec!["finance".into()]);
+    assert_eq!(
+        c.review(&approver("bob"), Verdict::Deny, Some("no".into()), 101),
+        Ok(State::Denied)
+    );
 }
 
 #[test]
@@ -155,14 +214,21 @@ proptest! {
     #[test]
     fn no_sequence_of_events_breaks_the_rules(dual in any::<bool>(), ops in proptest::collection::vec(op(), 0..30)) {
         let required = if dual { Required::Dual } else { Required::Required };
-        let mut a = Approval::new("p".into(), request(Some("carol")), required, 100, 900);
+        let groups = if dual { vec!["finance".to_owned()] } else { Vec::new() };
+        let mut a = Approval::new("p".into(), request(Some("carol")), required, 100, 900)
+            .with_groups(groups);
         let mut executions = 0;
         for o in ops {
             let before = a.clone();
             let result = match o {
                 Op::Review(i, ok, t) => {
                     // "eve" is no approver.
-                    let who = Reviewer { is_approver: i != 4, ..approver(PEOPLE[i]) };
+                    // "dave" is in finance.
+                    let who = Reviewer {
+                        is_approver: i != 4,
+                        groups: if i == 3 { vec!["finance".into()] } else { Vec::new() },
+                        ..approver(PEOPLE[i])
+                    };
                     let verdict = if ok { Verdict::Approve } else { Verdict::Deny };
                     a.review(&who, verdict, None, 100 + t).map(|_| ())
                 }
@@ -195,6 +261,9 @@ proptest! {
             prop_assert!(!approvers.contains(&"eve"));
             prop_assert!(approvers.iter().any(|r| *r != "carol"), "not the delegating user alone");
             prop_assert!(a.reviews.iter().all(|r| r.verdict == Verdict::Approve));
+            if dual {
+                prop_assert!(approvers.contains(&"dave"), "an approver from finance");
+            }
         }
     }
 }

@@ -69,17 +69,26 @@ pub struct Obligations {
     /// What to redact, for the inspection phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// Groups that must each count an approver among the reviewers
+    /// (`@approvers("finance, security")`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approver_groups: Vec<String>,
 }
 
 impl Obligations {
     /// Nothing obliged.
     pub fn is_empty(&self) -> bool {
-        self.approval.is_none() && self.redact.is_empty()
+        self.approval.is_none() && self.redact.is_empty() && self.approver_groups.is_empty()
     }
 
     /// Both sets of obligations: the stricter approval, every redaction.
     pub fn merge(mut self, other: Self) -> Self {
         self.approval = self.approval.max(other.approval);
+        for g in other.approver_groups {
+            if !self.approver_groups.contains(&g) {
+                self.approver_groups.push(g);
+            }
+        }
         for r in other.redact {
             if !self.redact.contains(&r) {
                 self.redact.push(r);
@@ -128,14 +137,17 @@ mod tests {
         let a = Obligations {
             approval: Some(Approval::Required),
             redact: vec!["email".into()],
+            approver_groups: vec!["finance".into()],
         };
         let b = Obligations {
             approval: Some(Approval::Dual),
             redact: vec!["email".into(), "phone".into()],
+            approver_groups: vec!["security".into(), "finance".into()],
         };
         let m = a.merge(b);
         assert_eq!(m.approval, Some(Approval::Dual));
         assert_eq!(m.redact, ["email", "phone"]);
+        assert_eq!(m.approver_groups, ["finance", "security"]);
         assert!(Obligations::default().is_empty());
         assert_eq!("dual".parse::<Approval>(), Ok(Approval::Dual));
         assert!("maybe".parse::<Approval>().is_err());

@@ -108,6 +108,7 @@ pub fn reviewer_of(user: &User) -> Reviewer {
         name: user.name.to_string(),
         is_approver: user.active && user.role == "approver",
         tenant: user.tenant.to_string(),
+        groups: user.groups.clone(),
     }
 }
 

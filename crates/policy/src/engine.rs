@@ -449,8 +449,14 @@ impl PolicyEngine {
                         .max(annotation(id, "approval").and_then(|a| a.parse::<Approval>().ok()));
                     if let Some(r) = annotation(id, "redact") {
                         obligations = obligations.merge(Obligations {
-                            approval: None,
                             redact: vec![r],
+                            ..Obligations::default()
+                        });
+                    }
+                    if let Some(g) = annotation(id, "approvers") {
+                        obligations = obligations.merge(Obligations {
+                            approver_groups: approver_groups(&g).unwrap_or_default(),
+                            ..Obligations::default()
                         });
                     }
                 }
@@ -473,8 +479,27 @@ impl PolicyEngine {
     }
 }
 
-/// Refuses `@approval` values other than `required` and `dual`, and an
-/// `@approval` on a forbid (it would never apply).
+/// The groups of an `@approvers("finance, security")` annotation: names
+/// of letters, digits, `-`, `_` and `.`, separated by commas.
+fn approver_groups(value: &str) -> Result<Vec<String>, String> {
+    let groups: Vec<String> = value.split(',').map(|g| g.trim().to_owned()).collect();
+    if groups.iter().any(|g| {
+        g.is_empty()
+            || g.len() > 64
+            || !g
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }) {
+        return Err(format!(
+            "`@approvers(\"{value}\")` must list group names separated by commas"
+        ));
+    }
+    Ok(groups)
+}
+
+/// Refuses `@approval` values other than `required` and `dual`, an
+/// `@approval` on a forbid (it would never apply), and `@approvers` that is
+/// malformed or without `@approval`.
 fn check_annotations(
     policies: &PolicySet,
     origin: &HashMap<PolicyId, usize>,
@@ -489,6 +514,8 @@ fn check_annotations(
         if let Some(value) = policy.annotation("approval") {
             if let Err(e) = value.parse::<Approval>() {
                 errors.push(one(&file, format!("policy `{}`: {e}", policy.id())).remove(0));
+            } else if let Some(Err(e)) = policy.annotation("approvers").map(approver_groups) {
+                errors.push(one(&file, format!("policy `{}`: {e}", policy.id())).remove(0));
             } else if policy.effect() == CedarEffect::Forbid {
                 errors.push(
                     one(
@@ -501,6 +528,18 @@ fn check_annotations(
                     .remove(0),
                 );
             }
+        }
+        if policy.annotation("approvers").is_some() && policy.annotation("approval").is_none() {
+            errors.push(
+                one(
+                    &file,
+                    format!(
+                        "policy `{}`: `@approvers` needs `@approval(\"required\")` or `@approval(\"dual\")`",
+                        policy.id()
+                    ),
+                )
+                .remove(0),
+            );
         }
     }
     errors

@@ -511,6 +511,7 @@ async fn approvals(store: &dyn Store) {
         name: "ann".into(),
         is_approver: true,
         tenant: "acme".into(),
+        groups: Vec::new(),
     };
     let mut first = a.clone();
     first

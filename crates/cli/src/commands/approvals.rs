@@ -28,6 +28,13 @@ fn print_one(a: &Approval) {
         a.state,
         a.needed()
     );
+    if !a.groups.is_empty() {
+        println!(
+            "groups     one approver from each of: {} (missing: {})",
+            a.groups.join(", "),
+            a.missing_groups().join(", ")
+        );
+    }
     println!("agent      {}", r.agent);
     println!("user       {}", r.user.as_deref().unwrap_or("-"));
     println!("task       {}", r.task.as_deref().unwrap_or("-"));

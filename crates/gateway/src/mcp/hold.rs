@@ -38,6 +38,8 @@ pub(super) struct Held<'a> {
     pub(super) arguments: &'a Map<String, Value>,
     pub(super) meta: Option<&'a Map<String, Value>>,
     pub(super) required: Required,
+    /// Groups that must each count an approver.
+    pub(super) groups: Vec<String>,
     pub(super) mode: ApprovalMode,
 }
 
@@ -97,8 +99,13 @@ fn binding(engine: &PolicyEngine, who: &Caller, held: &Held<'_>, decision: &Deci
 
 /// The tool error that tells the agent its call is held.
 fn held_answer(id: &Id, approval: &Approval) -> Response {
+    let groups = if approval.groups.is_empty() {
+        String::new()
+    } else {
+        format!(", one from each of: {}", approval.groups.join(", "))
+    };
     let text = format!(
-        "held for human approval: approval `{}` ({} approver{} needed, expires at {}). Retry the same call with the same arguments once it is approved; other arguments need a new approval.",
+        "held for human approval: approval `{}` ({} approver{} needed{groups}, expires at {}). Retry the same call with the same arguments once it is approved; other arguments need a new approval.",
         approval.id,
         approval.needed(),
         if approval.needed() == 1 { "" } else { "s" },
@@ -141,6 +148,7 @@ pub(super) async fn hold(
         a.request.task == binding.task
             && a.request.tool_digest == binding.tool_digest
             && a.request.policy_version == binding.policy_version
+            && a.groups == held.groups
     });
     if let Some(mut approval) = found {
         let revision = approval.revision;
@@ -170,7 +178,8 @@ pub(super) async fn hold(
         held.required,
         now,
         APPROVAL_TTL_SECS,
-    );
+    )
+    .with_groups(held.groups.clone());
     if let Err(e) = gw.store.create_approval(&approval).await {
         tracing::error!("approval not recorded: {e}");
         return unavailable(ex, id).await;

@@ -543,6 +543,12 @@ async fn decide_and_forward(
                 arguments: args,
                 meta: params.get("_meta").and_then(Value::as_object),
                 required,
+                groups: {
+                    let mut g = decision.obligations.approver_groups.clone();
+                    g.sort();
+                    g.dedup();
+                    g
+                },
                 mode: ex
                     .gateway()
                     .config

@@ -34,6 +34,7 @@ async fn approve(h: &Harness, id: &str, reviewer: &str) -> Approval {
         name: reviewer.into(),
         is_approver: true,
         tenant: "default".into(),
+        groups: Vec::new(),
     };
     a.review(&who, Verdict::Approve, Some("ok".into()), now())
         .unwrap();
@@ -327,6 +328,7 @@ async fn in_wait_mode_the_call_is_held_open_until_it_is_decided() {
         name: "bob".into(),
         is_approver: true,
         tenant: "default".into(),
+        groups: Vec::new(),
     };
     a.review(&bob, Verdict::Deny, Some("wrong customer".into()), now())
         .unwrap();
@@ -372,4 +374,71 @@ async fn an_approval_does_not_cover_another_policy_version() {
         0,
         "not run under a policy version nobody approved it for"
     );
+}
+
+#[tokio::test]
+async fn a_threshold_waits_for_an_approver_from_the_named_group() {
+    let h = harness(
+        r#"
+@id("change-needs-finance") @approval("required") @approvers("finance")
+permit(principal == Warden::Agent::"a", action == Warden::Action::"crm/update_customer", resource);
+"#,
+    )
+    .await;
+    let token = h.token("a");
+    let args = r#"{"id":"c-8","email":"g@example.com"}"#;
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    let text = body["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("one from each of: finance"), "{text}");
+    let id = held_id(&body);
+    let mut tokens = Vec::new();
+    for (name, groups) in [("ann", vec![]), ("fin", vec!["finance".to_owned()])] {
+        let n = warden_core::UserName::new(name).unwrap();
+        h.store
+            .create_user(&tenant(), &n, "approver")
+            .await
+            .unwrap();
+        h.store
+            .set_user_groups(&tenant(), &n, &groups)
+            .await
+            .unwrap();
+        tokens.push(
+            h.issuer
+                .issue_user(
+                    &tenant(),
+                    &n,
+                    warden_identity::UserRole::Approver,
+                    std::time::Duration::from_secs(60),
+                )
+                .unwrap()
+                .token,
+        );
+    }
+    let approve = |bearer: String| {
+        let url = format!("http://{}/v1/approvals/{id}/approve", h.admin);
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Approval>().await.unwrap()
+        }
+    };
+    // An approver outside finance: recorded, still pending, nothing runs.
+    let a = approve(tokens[0].clone()).await;
+    assert_eq!(a.state, State::Pending);
+    assert_eq!(a.missing_groups(), ["finance"]);
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert_eq!(held_id(&body), id);
+    assert_eq!(h.crm.calls.get(), 0);
+    // The finance approver completes it; the call runs once.
+    let a = approve(tokens[1].clone()).await;
+    assert_eq!(a.state, State::Approved);
+    assert_eq!(a.reviews[1].groups, ["finance"]);
+    let (_, _, body) = h.post("/mcp/crm", Some(&token), update(args)).await;
+    assert!(body["result"]["isError"] != true, "{body}");
+    assert_eq!(h.crm.calls.get(), 1);
 }

@@ -504,7 +504,7 @@ fn approval_and_redaction_obligations_are_carried_in_the_decision() {
     let e = engine(
         r#"@id("refund") @approval("required") @redact("note")
            permit(principal, action == Warden::Action::"crm/refund", resource);
-           @id("big-refund") @approval("dual")
+           @id("big-refund") @approval("dual") @approvers("finance, security")
            permit(principal, action == Warden::Action::"crm/refund", resource)
            when { context.args.amount.greaterThan(decimal("100.0")) };
            permit(principal, action == Warden::Action::"docs/search", resource);"#,
@@ -523,6 +523,7 @@ fn approval_and_redaction_obligations_are_carried_in_the_decision() {
         Some(warden_core::Approval::Dual),
         "the strictest"
     );
+    assert_eq!(d.obligations.approver_groups, ["finance", "security"]);
     let q = leak(json!({}));
     assert!(
         e.authorize(&call("a", "docs", "search", q))
@@ -533,9 +534,11 @@ fn approval_and_redaction_obligations_are_carried_in_the_decision() {
     for bad in [
         r#"@approval("maybe") permit(principal, action, resource);"#,
         r#"@approval("required") forbid(principal, action, resource);"#,
+        r#"@approvers("finance") permit(principal, action, resource);"#,
+        r#"@approval("required") @approvers("fin ance,") permit(principal, action, resource);"#,
     ] {
         let errors = PolicyEngine::build(&sources(bad), &catalogs()).unwrap_err();
-        assert!(errors[0].message.contains("approval"), "{errors:?}");
+        assert!(errors[0].message.contains("@approv"), "{errors:?}");
     }
 }
 
