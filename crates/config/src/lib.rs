@@ -17,8 +17,8 @@ use std::time::Duration;
 use warden_core::{TenantId, UpstreamName};
 
 pub use raw::{
-    RawAdmin, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage, RawTasks,
-    RawTenant, RawTls, RawToolLabel, RawUpstream, RawUpstreamAuth,
+    RawAdmin, RawApprovals, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage,
+    RawTasks, RawTenant, RawTls, RawToolLabel, RawUpstream, RawUpstreamAuth,
 };
 
 /// Tokens live at most this long, whatever the config says.
@@ -72,11 +72,71 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Just-in-time task grants.
     pub tasks: TasksConfig,
+    /// Held actions.
+    pub approvals: ApprovalsConfig,
+    /// Where approval events are sent.
+    pub webhooks: Vec<WebhookConfig>,
     /// Tenants served beside the default one, with their policy folders.
     pub tenants: BTreeMap<TenantId, PathBuf>,
     /// The upstream tool servers, in file order.
     pub upstreams: Vec<UpstreamConfig>,
 }
+
+/// `[approvals]`.
+#[derive(Debug, Clone)]
+pub struct ApprovalsConfig {
+    /// How long an approval waits for its reviewers.
+    pub ttl: Duration,
+    /// How often expired approvals are recorded as such.
+    pub sweep_interval: Duration,
+}
+
+/// Where a webhook's signing secret is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file (absolute).
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+/// A `[[webhooks]]` entry.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Its name.
+    pub name: String,
+    /// Where to POST.
+    pub url: String,
+    /// The signing secret's place.
+    pub secret: SecretSource,
+    /// The events sent; none means all.
+    pub events: Option<Vec<String>>,
+    /// The tenants whose events are sent; none means all.
+    pub tenants: Option<Vec<TenantId>>,
+    /// Deliveries tried before an event is given up.
+    pub max_attempts: u32,
+}
+
+impl WebhookConfig {
+    /// Whether `event` of `tenant` goes to this webhook.
+    pub fn wants(&self, event: &str, tenant: &str) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|e| e.iter().any(|x| x == event))
+            && self
+                .tenants
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|x| x.as_str() == tenant))
+    }
+}
+
+/// The approval events a webhook can ask for.
+pub const APPROVAL_EVENTS: [&str; 4] = [
+    "approval.created",
+    "approval.reviewed",
+    "approval.decided",
+    "approval.executed",
+];
 
 /// `[tasks]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +214,60 @@ pub enum ServerCert {
 pub struct AdminConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Where people reach it, without a trailing slash.
+    pub public_url: String,
+}
+
+/// Checks the `[[webhooks]]` entries.
+fn webhooks(raw: Vec<raw::RawWebhook>, base: &Path) -> Result<Vec<WebhookConfig>, String> {
+    let mut out: Vec<WebhookConfig> = Vec::new();
+    for w in raw {
+        let name = w.name;
+        if name.is_empty() || out.iter().any(|o| o.name == name) {
+            return Err(format!("webhook names must be set and unique (`{name}`)"));
+        }
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| w.url.starts_with(p));
+        if !(w.url.starts_with("https://") || loopback) {
+            return Err(format!(
+                "webhook `{name}`: the URL must be https:// (plain http only to loopback)"
+            ));
+        }
+        let secret = match (w.secret_file, w.secret_env) {
+            (Some(f), None) => SecretSource::File(base.join(f)),
+            (None, Some(e)) if !e.is_empty() => SecretSource::Env(e),
+            _ => {
+                return Err(format!(
+                    "webhook `{name}`: set exactly one of `secret_file` and `secret_env`"
+                ));
+            }
+        };
+        if let Some(bad) = w
+            .events
+            .iter()
+            .flatten()
+            .find(|e| !APPROVAL_EVENTS.contains(&e.as_str()))
+        {
+            return Err(format!(
+                "webhook `{name}`: unknown event `{bad}` (known: {})",
+                APPROVAL_EVENTS.join(", ")
+            ));
+        }
+        let max_attempts = w.max_attempts.unwrap_or(10);
+        if !(1..=20).contains(&max_attempts) {
+            return Err(format!("webhook `{name}`: `max_attempts` must be 1 to 20"));
+        }
+        out.push(WebhookConfig {
+            max_attempts,
+            name,
+            url: w.url,
+            secret,
+            events: w.events,
+            tenants: w.tenants,
+        });
+    }
+    Ok(out)
 }
 
 /// `[policy]`.
@@ -381,6 +495,31 @@ impl Config {
                 "`tasks.default_ttl` must be above zero and at most `tasks.max_ttl`".into(),
             ));
         }
+        let approvals = ApprovalsConfig {
+            ttl: raw.approvals.ttl.0,
+            sweep_interval: raw.approvals.sweep_interval.0,
+        };
+        if approvals.ttl.is_zero() || approvals.ttl > Duration::from_secs(24 * 3600) {
+            return Err(invalid(
+                "`approvals.ttl` must be above zero and at most 24h".into(),
+            ));
+        }
+        if approvals.sweep_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "`approvals.sweep_interval` must be at least 100ms".into(),
+            ));
+        }
+        let webhooks = webhooks(raw.webhooks, &base).map_err(invalid)?;
+        if let Some(url) = raw
+            .admin
+            .public_url
+            .as_ref()
+            .filter(|u| !(u.starts_with("https://") || u.starts_with("http://")))
+        {
+            return Err(invalid(format!(
+                "`admin.public_url` must be an http(s) URL, not `{url}`"
+            )));
+        }
         Ok(Self {
             path: path.to_owned(),
             gateway: GatewayConfig {
@@ -392,7 +531,14 @@ impl Config {
             },
             admin: AdminConfig {
                 listen: raw.admin.listen,
+                public_url: raw
+                    .admin
+                    .public_url
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .unwrap_or_else(|| format!("http://{}", raw.admin.listen)),
             },
+            approvals,
+            webhooks,
             storage_url: storage_url(&raw.storage.url, &base).map_err(invalid)?,
             policy: PolicyConfig {
                 dir: base.join(raw.policy.dir),

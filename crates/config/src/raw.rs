@@ -32,6 +32,12 @@ pub struct RawConfig {
     /// `[tasks]`.
     #[serde(default)]
     pub tasks: RawTasks,
+    /// `[approvals]`.
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    /// `[[webhooks]]`: where approval events are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<RawWebhook>,
     /// `[[tenants]]`: tenants served beside `identity.default_tenant`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<RawTenant>,
@@ -48,6 +54,45 @@ pub struct RawTenant {
     pub name: TenantId,
     /// Its own policy folder (relative to the config file).
     pub policy_dir: PathBuf,
+}
+
+/// `[approvals]`: held actions.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// How long an approval waits for its reviewers (expiry is a denial).
+    /// Default `15m`, at most `24h`.
+    #[serde(default = "approval_ttl")]
+    pub ttl: HumanDuration,
+    /// How often expired approvals are recorded as such. Default `5s`.
+    #[serde(default = "sweep_interval")]
+    pub sweep_interval: HumanDuration,
+}
+
+/// One `[[webhooks]]` entry: an HMAC-signed POST for approval events.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Its name (in audit records and logs).
+    pub name: String,
+    /// Where to POST (`https://`, or `http://` to loopback).
+    pub url: String,
+    /// A file holding the signing secret (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// An environment variable holding the signing secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// The events to send (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// Only these tenants' events (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants: Option<Vec<TenantId>>,
+    /// Deliveries tried before an event is given up (default 10, about
+    /// 8.5 minutes of backoff; at most 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 /// `[tasks]`: just-in-time task grants.
@@ -187,6 +232,10 @@ pub struct RawAdmin {
     /// Default `127.0.0.1:8081`.
     #[serde(default = "admin_listen")]
     pub listen: SocketAddr,
+    /// The URL people reach the admin listener at (links in webhooks and
+    /// login links). Default `http://<listen>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// `[storage]`.
@@ -334,6 +383,8 @@ defaults! {
     task_ttl: HumanDuration = HumanDuration(Duration::from_secs(1800));
     max_task_ttl: HumanDuration = HumanDuration(Duration::from_secs(8 * 3600));
     user_claim: String = "sub".into();
+    approval_ttl: HumanDuration = HumanDuration(Duration::from_secs(15 * 60));
+    sweep_interval: HumanDuration = HumanDuration(Duration::from_secs(5));
 }
 
 #[allow(
@@ -360,6 +411,16 @@ impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: admin_listen(),
+            public_url: None,
+        }
+    }
+}
+
+impl Default for RawApprovals {
+    fn default() -> Self {
+        Self {
+            ttl: approval_ttl(),
+            sweep_interval: sweep_interval(),
         }
     }
 }

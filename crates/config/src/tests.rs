@@ -301,3 +301,61 @@ fn approval_modes() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn approvals_and_webhooks() {
+    let c = parse("").unwrap();
+    assert_eq!(c.approvals.ttl, Duration::from_secs(900));
+    assert!(c.webhooks.is_empty());
+    assert_eq!(c.admin.public_url, "http://127.0.0.1:8081");
+    let c = parse(
+        r#"
+        [admin]
+        public_url = "https://warden.example.com/"
+        [approvals]
+        ttl = "30m"
+        sweep_interval = "1s"
+        [[webhooks]]
+        name = "chat"
+        url = "https://hooks.example.com/warden"
+        secret_env = "CHAT_SECRET"
+        events = ["approval.created", "approval.decided"]
+        [[webhooks]]
+        name = "local"
+        url = "http://127.0.0.1:9000/hook"
+        secret_file = "keys/hook.secret"
+        tenants = ["acme"]
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.admin.public_url, "https://warden.example.com");
+    assert_eq!(c.approvals.ttl, Duration::from_secs(1800));
+    let chat = &c.webhooks[0];
+    assert_eq!(chat.secret, SecretSource::Env("CHAT_SECRET".into()));
+    assert!(chat.wants("approval.created", "any") && !chat.wants("approval.executed", "any"));
+    let local = &c.webhooks[1];
+    assert!(matches!(&local.secret, SecretSource::File(p) if p.ends_with("keys/hook.secret")));
+    assert!(local.wants("approval.executed", "acme") && !local.wants("approval.executed", "b"));
+    let hook = |extra: &str| {
+        format!("[[webhooks]]\nname = \"h\"\nurl = \"https://h.example/x\"\n{extra}\n")
+    };
+    for bad in [
+        "[approvals]\nttl = \"0s\"\n".to_owned(),
+        "[approvals]\nttl = \"2d\"\n".to_owned(),
+        "[approvals]\nsweep_interval = \"1ms\"\n".to_owned(),
+        "[admin]\npublic_url = \"ftp://x\"\n".to_owned(),
+        hook(""),
+        hook("secret_env = \"A\"\nsecret_file = \"f\""),
+        hook("secret_env = \"A\"\nevents = [\"approval.maybe\"]"),
+        hook("secret_env = \"A\"\nmax_attempts = 0"),
+        "[[webhooks]]\nname = \"h\"\nurl = \"http://hooks.example/x\"\nsecret_env = \"A\"\n"
+            .to_owned(),
+        format!(
+            "{}{}",
+            hook("secret_env = \"A\""),
+            hook("secret_env = \"B\"")
+        ),
+    ] {
+        assert!(parse(&bad).is_err(), "{bad}");
+    }
+}

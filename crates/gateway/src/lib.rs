@@ -17,6 +17,7 @@ mod auth;
 pub mod console;
 mod identity;
 mod mcp;
+pub mod notify;
 mod oauth;
 mod policy_handle;
 pub mod review;
@@ -76,6 +77,7 @@ pub struct Gateway {
     audit: AuditLog,
     sessions: sessions::Sessions,
     console: console::ConsoleSessions,
+    deliveries: Option<Arc<notify::Deliveries>>,
     taints: taint::Taints,
     resources: RwLock<HashMap<String, UpstreamName>>,
 }
@@ -160,8 +162,13 @@ impl Gateway {
             }
         }
         watch_identity(&identity, config.policy.reload_interval);
-        Ok(Arc::new(Self {
-            audit: AuditLog::start(store.clone()),
+        let audit = AuditLog::start(store.clone());
+        let deliveries = notify::Deliveries::start(&config, store.clone(), audit.clone())
+            .map_err(StartError::Other)?;
+        let sweep = config.approvals.sweep_interval;
+        let gateway = Arc::new(Self {
+            audit,
+            deliveries,
             config: Arc::new(config),
             store,
             identity,
@@ -174,7 +181,18 @@ impl Gateway {
             console: console::ConsoleSessions::default(),
             taints: taint::Taints::default(),
             resources: RwLock::new(HashMap::new()),
-        }))
+        });
+        review::sweep_expired(&gateway, sweep);
+        Ok(gateway)
+    }
+
+    /// Queues the event of an approval's latest transition for the
+    /// webhooks, and has it delivered soon.
+    pub(crate) async fn approval_changed(&self, a: &warden_approval::Approval) {
+        if let Some(d) = &self.deliveries {
+            notify::enqueue(self.store.as_ref(), &self.config, a, auth::now_secs()).await;
+            d.wake();
+        }
     }
 
     /// The configuration in force.

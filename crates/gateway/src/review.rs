@@ -42,14 +42,9 @@ pub async fn review(
             .await?
             .ok_or_else(|| ReviewError::NotFound(id.to_owned()))?;
         let revision = a.revision;
-        match a.review(reviewer, verdict, reason.clone(), now) {
-            Ok(_) => {}
-            Err(e @ ApprovalError::Expired(_)) => {
-                let _ = store.update_approval(&a, revision).await;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        }
+        // An expired approval is refused here and recorded as expired by
+        // the gateway's sweeper (one audit record, one event).
+        a.review(reviewer, verdict, reason.clone(), now)?;
         if store.update_approval(&a, revision).await? {
             return Ok(a);
         }
@@ -98,7 +93,72 @@ pub(crate) async fn decide(
     if let Err(e) = gw.audit.write(&rec).await {
         tracing::error!("review not audited: {e}");
     }
+    gw.approval_changed(&approval).await;
     Ok(approval)
+}
+
+/// Records that `a` (read at `revision`, now marked expired) has expired:
+/// in the store by compare-and-swap and, only if that write won, as an
+/// audit record and an event. Whether it was this call that recorded it.
+pub(crate) async fn record_expiry(gw: &crate::Gateway, a: &Approval, revision: u64) -> bool {
+    match gw.store.update_approval(a, revision).await {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(e) => {
+            tracing::error!(approval = %a.id, "expiry not recorded: {e}");
+            return false;
+        }
+    }
+    let mut rec = AuditRecord::admin(
+        crate::mcp::exchange_now(),
+        &a.request.tenant,
+        "warden",
+        None,
+        &a.request.agent,
+        "approval.expire",
+    );
+    rec.approval = Some(a.id.clone());
+    rec.decision.effect = warden_core::Effect::Deny;
+    rec.decision.reasons = vec![format!(
+        "approval `{}` expired undecided: expiry is a denial",
+        a.id
+    )];
+    if let Err(e) = gw.audit.write(&rec).await {
+        tracing::error!("expiry not audited: {e}");
+    }
+    gw.approval_changed(a).await;
+    true
+}
+
+/// Records every overdue approval as expired, every `every`, while the
+/// gateway runs.
+pub(crate) fn sweep_expired(gw: &std::sync::Arc<crate::Gateway>, every: std::time::Duration) {
+    let weak = std::sync::Arc::downgrade(gw);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(gw) = weak.upgrade() else { return };
+            let now = crate::auth::now_secs();
+            let overdue = match gw.store.overdue_approvals(now, 256).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!("approval sweep: {e}");
+                    continue;
+                }
+            };
+            for mut a in overdue {
+                // Only tenants this gateway serves.
+                let served = warden_core::TenantId::new(a.request.tenant.as_str())
+                    .is_ok_and(|t| gw.served.contains(&t));
+                let revision = a.revision;
+                if served && a.expire(now) {
+                    record_expiry(&gw, &a, revision).await;
+                }
+            }
+        }
+    });
 }
 
 /// The reviewer a directory user is: an approver only while active and

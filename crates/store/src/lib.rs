@@ -176,6 +176,33 @@ pub struct LoginLink {
     pub expires_at: u64,
 }
 
+/// An event to deliver (a webhook notification), queued in the store in
+/// the same place as the change it reports, so that none is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Where it goes (a webhook's name).
+    pub target: String,
+    /// Whose it is.
+    pub tenant: TenantId,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// A queued event due for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Its place in the queue.
+    pub seq: u64,
+    /// Where it goes.
+    pub target: String,
+    /// Whose it is.
+    pub tenant: TenantId,
+    /// The JSON body.
+    pub body: String,
+    /// Deliveries tried so far.
+    pub attempts: u32,
+}
+
 /// Where a sealed secret belongs: an upstream of a tenant, for everyone or
 /// for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -300,6 +327,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: u64,
     ) -> Result<Option<(TenantId, UserName)>, StoreError>;
 
+    /// Queues events for delivery, due at once.
+    async fn enqueue_events(&self, events: &[OutboxEvent], now: u64) -> Result<(), StoreError>;
+    /// Undelivered events due at `now`, oldest first.
+    async fn due_events(&self, now: u64, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Marks an event delivered.
+    async fn event_delivered(&self, seq: u64, now: u64) -> Result<(), StoreError>;
+    /// Counts a failed attempt; tried again at `next_at`.
+    async fn event_retry(&self, seq: u64, next_at: u64, error: &str) -> Result<(), StoreError>;
+    /// Gives an event up after its last attempt (kept, with the error).
+    async fn event_failed(&self, seq: u64, now: u64, error: &str) -> Result<(), StoreError>;
+
     /// Records a new task; an existing id is a conflict.
     async fn create_task(&self, task: Task) -> Result<(), StoreError>;
     /// The tenant's task `id`.
@@ -321,6 +359,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Approval>, StoreError>;
     /// The newest approval binding exactly this call: tenant, agent, user,
     /// upstream, tool and arguments digest.
+    /// Pending or approved approvals of every tenant whose time is up at
+    /// `now`, soonest first.
+    async fn overdue_approvals(&self, now: u64, limit: u32) -> Result<Vec<Approval>, StoreError>;
     async fn find_approval(
         &self,
         binding: &warden_approval::Request,

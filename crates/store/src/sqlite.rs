@@ -16,10 +16,13 @@ use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 use crate::fast::FastPath;
-use crate::{Agent, CertRecord, LoginLink, NewAgent, SecretRef, Store, StoreError, Task, User};
+use crate::{
+    Agent, CertRecord, LoginLink, NewAgent, OutboxEvent, OutboxItem, SecretRef, Store, StoreError,
+    Task, User,
+};
 use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -125,6 +128,25 @@ const MIGRATION_6: &[&str] = &[
     ) STRICT",
 ];
 
+const MIGRATION_7: &[&str] = &[
+    "CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        target TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        failed_at INTEGER,
+        last_error TEXT
+    ) STRICT",
+    "CREATE INDEX outbox_due ON outbox (next_at) WHERE delivered_at IS NULL AND failed_at IS NULL",
+    "ALTER TABLE approvals ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0",
+    "UPDATE approvals SET expires_at = json_extract(body, '$.expires_at')",
+    "CREATE INDEX approvals_open ON approvals (expires_at) WHERE state IN ('pending', 'approved')",
+];
+
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -181,13 +203,14 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
             )));
         }
-        let steps: [&'static [&'static str]; 6] = [
+        let steps: [&'static [&'static str]; 7] = [
             MIGRATION_1,
             MIGRATION_2,
             MIGRATION_3,
             MIGRATION_4,
             MIGRATION_5,
             MIGRATION_6,
+            MIGRATION_7,
         ];
         for (to, statements) in (1_i64..).zip(steps) {
             if version >= to {
@@ -681,6 +704,84 @@ impl Store for SqliteStore {
         )))
     }
 
+    async fn enqueue_events(&self, events: &[OutboxEvent], now: u64) -> Result<(), StoreError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO outbox (target, tenant, body, created_at, next_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&e.target)
+            .bind(e.tenant.as_str())
+            .bind(&e.body)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn due_events(&self, now: u64, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, target, tenant, body, attempts FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND next_at <= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::try_from(now).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let tenant: String = row.try_get("tenant").map_err(db)?;
+                Ok(OutboxItem {
+                    seq: unix(row, "seq")?,
+                    target: row.try_get("target").map_err(db)?,
+                    tenant: TenantId::new(tenant).map_err(corrupt)?,
+                    body: row.try_get("body").map_err(db)?,
+                    attempts: u32::try_from(unix(row, "attempts")?).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn event_delivered(&self, seq: u64, now: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE seq = ?")
+            .bind(i64::try_from(now).unwrap_or(i64::MAX))
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn event_retry(&self, seq: u64, next_at: u64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET next_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
+        )
+        .bind(i64::try_from(next_at).unwrap_or(i64::MAX))
+        .bind(error)
+        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn event_failed(&self, seq: u64, now: u64, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET failed_at = ?, attempts = attempts + 1, last_error = ? WHERE seq = ?",
+        )
+        .bind(i64::try_from(now).unwrap_or(i64::MAX))
+        .bind(error)
+        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     async fn create_task(&self, task: Task) -> Result<(), StoreError> {
         let tools =
             serde_json::to_string(&task.tools).map_err(|e| StoreError::Database(e.to_string()))?;
@@ -751,7 +852,7 @@ impl Store for SqliteStore {
         let body = serde_json::to_string(a).map_err(|e| StoreError::Database(e.to_string()))?;
         let r = &a.request;
         let result = sqlx::query(
-            "INSERT INTO approvals (tenant, id, agent, user, upstream, tool, args_sha256, state, revision, created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO approvals (tenant, id, agent, user, upstream, tool, args_sha256, state, revision, created_at, expires_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.tenant)
         .bind(&a.id)
@@ -763,6 +864,7 @@ impl Store for SqliteStore {
         .bind(approval_state(a)?)
         .bind(to_i64(a.revision))
         .bind(to_i64(a.created_at))
+        .bind(to_i64(a.expires_at))
         .bind(body)
         .execute(&self.pool)
         .await;
@@ -803,6 +905,18 @@ impl Store for SqliteStore {
         rows.iter().map(approval_from).collect()
     }
 
+    async fn overdue_approvals(&self, now: u64, limit: u32) -> Result<Vec<Approval>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM approvals WHERE state IN ('pending', 'approved') AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+        )
+        .bind(to_i64(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(approval_from).collect()
+    }
+
     async fn find_approval(
         &self,
         b: &warden_approval::Request,
@@ -825,10 +939,11 @@ impl Store for SqliteStore {
     async fn update_approval(&self, a: &Approval, revision: u64) -> Result<bool, StoreError> {
         let body = serde_json::to_string(a).map_err(|e| StoreError::Database(e.to_string()))?;
         let done = sqlx::query(
-            "UPDATE approvals SET state = ?, revision = ?, body = ? WHERE tenant = ? AND id = ? AND revision = ?",
+            "UPDATE approvals SET state = ?, revision = ?, expires_at = ?, body = ? WHERE tenant = ? AND id = ? AND revision = ?",
         )
         .bind(approval_state(a)?)
         .bind(to_i64(a.revision))
+        .bind(to_i64(a.expires_at))
         .bind(body)
         .bind(&a.request.tenant)
         .bind(&a.id)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use warden_audit::{ChainHead, verify_chain};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use warden_store::{
-    CertRecord, LoginLink, NewAgent, SecretRef, SqliteStore, Store, StoreError, Task,
+    CertRecord, LoginLink, NewAgent, OutboxEvent, SecretRef, SqliteStore, Store, StoreError, Task,
 };
 
 fn tenant(t: &str) -> TenantId {
@@ -546,9 +546,55 @@ async fn approvals(store: &dyn Store) {
             .len(),
         1
     );
+    // Overdue: open (pending or approved) approvals of every tenant whose
+    // time is up, soonest first; decided ones are not.
+    assert!(store.overdue_approvals(999, 10).await.unwrap().is_empty());
+    let overdue: Vec<String> = store
+        .overdue_approvals(1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(overdue, ["ap-1", "ap-2"]);
+    let mut done = stored.clone();
+    done.claim_execution(120).unwrap();
+    assert!(store.update_approval(&done, stored.revision).await.unwrap());
+    let overdue = store.overdue_approvals(1_000, 10).await.unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].id, "ap-2");
+}
+
+/// The delivery queue: due in order, retried later, delivered or failed once.
+async fn outbox(store: &dyn Store) {
+    let event = |target: &str, body: &str| OutboxEvent {
+        target: target.into(),
+        tenant: tenant("acme"),
+        body: body.into(),
+    };
+    assert!(store.due_events(100, 10).await.unwrap().is_empty());
+    store
+        .enqueue_events(&[event("chat", "1"), event("ticket", "2")], 100)
+        .await
+        .unwrap();
+    let due = store.due_events(100, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!((due[0].body.as_str(), due[0].attempts), ("1", 0));
+    assert_eq!(store.due_events(100, 1).await.unwrap().len(), 1);
+    store.event_retry(due[0].seq, 130, "503").await.unwrap();
+    store.event_delivered(due[1].seq, 101).await.unwrap();
+    assert!(store.due_events(129, 10).await.unwrap().is_empty());
+    let again = store.due_events(130, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    store
+        .event_failed(again[0].seq, 131, "gave up")
+        .await
+        .unwrap();
+    assert!(store.due_events(10_000, 10).await.unwrap().is_empty());
 }
 
 async fn suite(store: Arc<dyn Store>) {
+    outbox(store.as_ref()).await;
     approvals(store.as_ref()).await;
     bundles(store.as_ref()).await;
     tasks(store.as_ref()).await;

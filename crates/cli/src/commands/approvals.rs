@@ -110,6 +110,7 @@ pub async fn run(cli: &Cli, cmd: &ApprovalsCommand) -> Outcome {
             reason,
         } => {
             decide(
+                &config,
                 store.as_ref(),
                 &tenant,
                 id,
@@ -123,7 +124,7 @@ pub async fn run(cli: &Cli, cmd: &ApprovalsCommand) -> Outcome {
             id,
             reviewer,
             reason,
-        } => cancel(store.as_ref(), &tenant, id, reviewer, reason).await,
+        } => cancel(&config, store.as_ref(), &tenant, id, reviewer, reason).await,
         ApprovalsCommand::Deny {
             id,
             reviewer,
@@ -133,6 +134,7 @@ pub async fn run(cli: &Cli, cmd: &ApprovalsCommand) -> Outcome {
                 return Err(anyhow!("a denial needs a --reason").into());
             }
             decide(
+                &config,
                 store.as_ref(),
                 &tenant,
                 id,
@@ -147,6 +149,7 @@ pub async fn run(cli: &Cli, cmd: &ApprovalsCommand) -> Outcome {
 
 /// Records a review; retried when another reviewer changed it first.
 async fn decide(
+    config: &warden_config::Config,
     store: &dyn Store,
     tenant: &TenantId,
     id: &str,
@@ -187,12 +190,14 @@ async fn decide(
         .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
         .await
         .context("the review was recorded but could not be audited")?;
+    warden_gateway::notify::enqueue(store, config, &a, unix_now()).await;
     println!("approval `{id}` is now {:?}", a.state);
     Ok(())
 }
 
 /// Withdraws an approval that has not run, as an approver of the tenant.
 async fn cancel(
+    config: &warden_config::Config,
     store: &dyn Store,
     tenant: &TenantId,
     id: &str,
@@ -228,6 +233,7 @@ async fn cancel(
         .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
         .await
         .context("the cancellation was recorded but could not be audited")?;
+    warden_gateway::notify::enqueue(store, config, &a, unix_now()).await;
     println!("approval `{id}` is now {:?}", a.state);
     Ok(())
 }

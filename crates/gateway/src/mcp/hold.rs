@@ -26,8 +26,6 @@ use super::Exchange;
 use super::exchange::json_response;
 use super::ops::Caller;
 
-/// How long an approval waits for its reviewers.
-const APPROVAL_TTL_SECS: u64 = 15 * 60;
 /// The longest rationale kept.
 const MAX_RATIONALE: usize = 500;
 
@@ -153,8 +151,7 @@ pub(super) async fn hold(
     if let Some(mut approval) = found {
         let revision = approval.revision;
         if approval.expire(now) {
-            // Best effort: the stored state catches up with the clock.
-            let _ = gw.store.update_approval(&approval, revision).await;
+            crate::review::record_expiry(&gw, &approval, revision).await;
         }
         match approval.state {
             State::Approved => {
@@ -177,13 +174,14 @@ pub(super) async fn hold(
         binding,
         held.required,
         now,
-        APPROVAL_TTL_SECS,
+        gw.config.approvals.ttl.as_secs(),
     )
     .with_groups(held.groups.clone());
     if let Err(e) = gw.store.create_approval(&approval).await {
         tracing::error!("approval not recorded: {e}");
         return unavailable(ex, id).await;
     }
+    gw.approval_changed(&approval).await;
     pending(ex, decision, approval, held.mode, &who.tenant, id).await
 }
 
@@ -211,7 +209,7 @@ async fn pending(
         let revision = latest.revision;
         let now = crate::auth::now_secs();
         if latest.expire(now) {
-            let _ = gw.store.update_approval(&latest, revision).await;
+            crate::review::record_expiry(&gw, &latest, revision).await;
         }
         match latest.state {
             State::Pending => current = latest,
@@ -293,6 +291,7 @@ async fn claim(
     {
         return Err(decision);
     }
+    ex.gateway().approval_changed(&approval).await;
     let reviewers: Vec<&str> = approval
         .reviews
         .iter()

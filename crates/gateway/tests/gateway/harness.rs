@@ -39,6 +39,7 @@ pub struct Harness {
     #[allow(dead_code, reason = "kept alive for the test's duration")]
     pub gateway: Arc<Gateway>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    config: Config,
 }
 
 impl Drop for Harness {
@@ -236,6 +237,36 @@ impl Store for FaultyStore {
         now: u64,
     ) -> Result<Option<(TenantId, UserName)>, StoreError> {
         self.inner.use_login_link(token_sha256, now).await
+    }
+    async fn enqueue_events(
+        &self,
+        events: &[warden_store::OutboxEvent],
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.enqueue_events(events, now).await
+    }
+    async fn due_events(
+        &self,
+        now: u64,
+        limit: u32,
+    ) -> Result<Vec<warden_store::OutboxItem>, StoreError> {
+        self.inner.due_events(now, limit).await
+    }
+    async fn event_delivered(&self, seq: u64, now: u64) -> Result<(), StoreError> {
+        self.inner.event_delivered(seq, now).await
+    }
+    async fn event_retry(&self, seq: u64, next_at: u64, error: &str) -> Result<(), StoreError> {
+        self.inner.event_retry(seq, next_at, error).await
+    }
+    async fn event_failed(&self, seq: u64, now: u64, error: &str) -> Result<(), StoreError> {
+        self.inner.event_failed(seq, now, error).await
+    }
+    async fn overdue_approvals(
+        &self,
+        now: u64,
+        limit: u32,
+    ) -> Result<Vec<warden_approval::Approval>, StoreError> {
+        self.inner.overdue_approvals(now, limit).await
     }
     async fn create_task(&self, task: Task) -> Result<(), StoreError> {
         self.inner.create_task(task).await
@@ -451,7 +482,35 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
             .unwrap();
         store.put_secret(&at, sealed).await.unwrap();
     }
-    let gateway = Gateway::start(config, store.clone()).await.unwrap();
+    let (gateway, addr, admin, stop) = run(&config, store.clone()).await;
+    Harness {
+        config,
+        stop: Some(stop),
+        tls,
+        dir,
+        addr,
+        admin,
+        store,
+        issuer,
+        key,
+        crm,
+        docs,
+        gateway,
+    }
+}
+
+/// Starts a gateway on `store` and serves it on two fresh loopback ports.
+async fn run(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> (
+    Arc<Gateway>,
+    SocketAddr,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let gateway = Gateway::start(config.clone(), store).await.unwrap();
     let listener = tokio::net::TcpListener::bind(any).await.unwrap();
     let admin_listener = tokio::net::TcpListener::bind(any).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -465,19 +524,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
             let _ = stopped.await;
         },
     ));
-    Harness {
-        tls,
-        dir,
-        addr,
-        admin,
-        store,
-        issuer,
-        key,
-        crm,
-        docs,
-        gateway,
-        stop: Some(stop),
-    }
+    (gateway, addr, admin, stop)
 }
 
 pub fn tenant() -> TenantId {
@@ -485,6 +532,21 @@ pub fn tenant() -> TenantId {
 }
 
 impl Harness {
+    /// Stops the gateway and starts a new one on the same database file,
+    /// opened afresh, as a restarted process would (new ports).
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.gateway.shutdown().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&self.config.storage_url).await.unwrap());
+        let (gateway, addr, admin, stop) = run(&self.config, store.clone()).await;
+        (self.gateway, self.addr, self.admin, self.store) = (gateway, addr, admin, store);
+        self.stop = Some(stop);
+    }
+
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}{path}", self.addr)

@@ -20,6 +20,7 @@ mod console;
 mod context;
 mod enforcement;
 mod fail_closed;
+mod lifecycle;
 mod mtls;
 mod secrets;
 mod tenants;
