@@ -16,7 +16,8 @@ export PATH="$root/target/debug:$PATH"
 
 dir="$root/target/quickstart"
 # A directory made from an older version of the example is made again.
-if [ -f "$dir/warden.toml" ] && ! cmp -s examples/quickstart/warden.toml "$dir/warden.toml"; then
+if [ -f "$dir/warden.toml" ] && { ! cmp -s examples/quickstart/warden.toml "$dir/warden.toml" ||
+  ! diff -rq examples/quickstart/policies "$dir/policies" >/dev/null 2>&1; }; then
   rm -rf "$dir"
 fi
 if [ ! -f "$dir/warden.toml" ]; then
@@ -63,13 +64,43 @@ warden agent cert support-assistant --out agent --ttl 1h
 echo "    POST /oauth/token grant_type=client_credentials over mTLS -> a token bound to the certificate"
 warden-example-mcp demo https://127.0.0.1:8080/mcp --ca keys/ca/bundle.pem --cert agent/cert.pem --key agent/key.pem
 
+mail='{"to":"bob@example.com","subject":"Your ticket","body":"Fixed."}'
 echo
-echo "==> warden audit tail -n 10 (one record per request, hash-chained)"
+echo "==> the mail was held for a human: warden approvals list"
+warden approvals list
+id="$(warden approvals list | awk 'NR > 1 && $4 == "mail.send" { print $1; exit }')"
+if ! warden user list | awk '{ print $1 }' | grep -qx carol; then
+  warden user create carol --role approver
+fi
+
+if [ "$once" = 1 ]; then
+  echo "==> an approver consents (in the console, or here: warden approvals approve $id --as carol)"
+  warden approvals approve "$id" --as carol --reason "checked the ticket"
+  echo "==> the agent retries the same call: it runs, once"
+  warden-example-mcp call https://127.0.0.1:8080/mcp "$token" --ca keys/ca/bundle.pem mail.send "$mail"
+  echo "==> and once only: the same call again needs a new approval"
+  warden-example-mcp call https://127.0.0.1:8080/mcp "$token" --ca keys/ca/bundle.pem mail.send "$mail" || true
+fi
+
+echo
+echo "==> warden audit tail -n 10 (one record per request and decision, hash-chained)"
 warden audit tail -n 10
 echo "==> warden audit verify"
 warden audit verify
 
 if [ "$once" = 1 ]; then exit 0; fi
-echo
-echo "Warden keeps running (config: $dir/warden.toml, logs: $dir/warden.log). Press Ctrl-C to stop."
+link="$(warden user login-link carol --ttl 1h 2>/dev/null)"
+cat <<NEXT
+
+The mail above waits for an approver (approval $id). To decide it in the
+web console, open this one-time link in a browser and sign in as carol:
+  $link
+(or give carol a password: warden --config $dir/warden.toml user password carol,
+then sign in at http://127.0.0.1:8081/console). Approve the mail, then let the
+agent retry the same call; it is sent once:
+  PATH=$root/target/debug:\$PATH warden-example-mcp call https://127.0.0.1:8080/mcp \\
+    "$token" --ca $dir/keys/ca/bundle.pem mail.send '$mail'
+
+Warden keeps running (config: $dir/warden.toml, logs: $dir/warden.log). Press Ctrl-C to stop.
+NEXT
 wait "$pid"

@@ -420,8 +420,31 @@ pub async fn serve_http(service: Service, addr: SocketAddr) -> anyhow::Result<Ht
 pub struct DemoReport {
     /// Tool names the agent was shown.
     pub tools: Vec<String>,
-    /// Each call: (what, result or error text, allowed).
+    /// Each call: (what, result or error text, allowed). A call held for
+    /// approval or refused is not allowed.
     pub calls: Vec<(String, String, bool)>,
+}
+
+/// What one call came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// It ran; the tool's text.
+    Ran(String),
+    /// Held for human approval (the tool error naming the approval).
+    Held(String),
+    /// Refused (the reason).
+    Refused(String),
+}
+
+impl CallOutcome {
+    /// A label and the text.
+    pub fn describe(&self) -> (&'static str, &str) {
+        match self {
+            Self::Ran(t) => ("ALLOWED", t),
+            Self::Held(t) => ("HELD   ", t),
+            Self::Refused(t) => ("DENIED ", t),
+        }
+    }
 }
 
 /// How the demo agent proves who it is.
@@ -490,11 +513,12 @@ async fn client_credentials(client: &reqwest::Client, mcp_url: &str) -> anyhow::
 }
 
 /// Connects to Warden at `url` as an agent would (the official SDK's
-/// client), lists the tools and makes a few calls: some that policy allows
-/// and some that it denies.
-pub async fn demo(url: &str, auth: &DemoAuth) -> anyhow::Result<DemoReport> {
+/// client), with a bearer token or with its certificate.
+async fn connect(
+    url: &str,
+    auth: &DemoAuth,
+) -> anyhow::Result<rmcp::service::RunningService<rmcp::RoleClient, ()>> {
     use rmcp::ServiceExt;
-    use rmcp::model::{CallToolRequestParams, object};
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
@@ -514,7 +538,59 @@ pub async fn demo(url: &str, auth: &DemoAuth) -> anyhow::Result<DemoReport> {
         }
     };
     let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token);
-    let client = ().serve(StreamableHttpClientTransport::with_client(http, config)).await?;
+    Ok(
+        ().serve(StreamableHttpClientTransport::with_client(http, config))
+            .await?,
+    )
+}
+
+async fn call_on(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: serde_json::Value,
+) -> CallOutcome {
+    use rmcp::model::{CallToolRequestParams, object};
+    match client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(object(args)))
+        .await
+    {
+        Ok(result) => {
+            let text = result
+                .content
+                .first()
+                .and_then(|c| c.as_text())
+                .map(|t| t.text.clone())
+                .unwrap_or_default();
+            match result.is_error {
+                Some(true) if text.starts_with("held for human approval") => {
+                    CallOutcome::Held(text)
+                }
+                Some(true) => CallOutcome::Refused(text),
+                _ => CallOutcome::Ran(text),
+            }
+        }
+        Err(e) => CallOutcome::Refused(e.to_string()),
+    }
+}
+
+/// One tool call through Warden, in a session of its own.
+pub async fn call(
+    url: &str,
+    auth: &DemoAuth,
+    tool: &str,
+    args: serde_json::Value,
+) -> anyhow::Result<CallOutcome> {
+    let client = connect(url, auth).await?;
+    let outcome = call_on(&client, tool, args).await;
+    client.cancel().await?;
+    Ok(outcome)
+}
+
+/// Connects to Warden at `url` as an agent would (the official SDK's
+/// client), lists the tools and makes a few calls: some that policy allows,
+/// one it holds for human approval, and some that it denies.
+pub async fn demo(url: &str, auth: &DemoAuth) -> anyhow::Result<DemoReport> {
+    let client = connect(url, auth).await?;
     let tools = client
         .list_all_tools()
         .await?
@@ -542,21 +618,13 @@ pub async fn demo(url: &str, auth: &DemoAuth) -> anyhow::Result<DemoReport> {
     let mut calls = Vec::new();
     for (name, args) in attempts {
         let what = format!("{name} {args}");
-        match client
-            .call_tool(CallToolRequestParams::new(name).with_arguments(object(args)))
-            .await
-        {
-            Ok(result) => {
-                let text = result
-                    .content
-                    .first()
-                    .and_then(|c| c.as_text())
-                    .map(|t| t.text.clone())
-                    .unwrap_or_default();
-                calls.push((what, text, true));
-            }
-            Err(e) => calls.push((what, e.to_string(), false)),
-        }
+        let outcome = call_on(&client, name, args).await;
+        let (label, text) = outcome.describe();
+        calls.push((
+            format!("{} {what}", label.trim()),
+            text.to_owned(),
+            matches!(outcome, CallOutcome::Ran(_)),
+        ));
     }
     client.cancel().await?;
     Ok(DemoReport { tools, calls })

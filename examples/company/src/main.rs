@@ -5,12 +5,15 @@
 //! an agent (the official SDK's client) that lists its tools through Warden
 //! and makes allowed and denied calls, with a bearer token, or with its
 //! certificate (mTLS: it gets a certificate-bound token first).
+//!
+//! `warden-example-mcp call URL TOKEN [--ca FILE] TOOL JSON`: one call, in a
+//! session of its own (exit code 3 when it is held or refused).
 
 use std::net::SocketAddr;
 
 use warden_example::{DemoAuth, Service, serve_http, serve_stdio};
 
-const USAGE: &str = "usage: warden-example-mcp [--service docs|crm|hr|mail] [--http ADDR]\n       warden-example-mcp demo URL [TOKEN] [--ca FILE] [--cert FILE --key FILE]";
+const USAGE: &str = "usage: warden-example-mcp [--service docs|crm|hr|mail] [--http ADDR]\n       warden-example-mcp demo URL [TOKEN] [--ca FILE] [--cert FILE --key FILE]\n       warden-example-mcp call URL TOKEN [--ca FILE] TOOL JSON";
 
 fn demo_auth(args: &[String]) -> anyhow::Result<DemoAuth> {
     let mut token = None;
@@ -48,12 +51,37 @@ async fn main() -> anyhow::Result<()> {
         let auth = demo_auth(argv.get(3..).unwrap_or_default())?;
         let report = warden_example::demo(url, &auth).await?;
         println!("tools the agent is shown: {}", report.tools.join(", "));
-        for (what, result, allowed) in report.calls {
-            let mark = if allowed { "ALLOWED" } else { "DENIED " };
+        for (what, result, _) in report.calls {
+            let (mark, what) = what.split_once(' ').unwrap_or(("", &what));
             println!(
-                "  {mark} {what}\n          -> {}",
+                "  {mark:<7} {what}\n          -> {}",
                 result.replace('\n', " ")
             );
+        }
+        return Ok(());
+    }
+    if argv.get(1).map(String::as_str) == Some("call") {
+        // call URL TOKEN [--ca FILE] TOOL JSON
+        let (Some(url), Some(tool), Some(json)) = (
+            argv.get(2),
+            argv.get(argv.len().saturating_sub(2)),
+            argv.last(),
+        ) else {
+            anyhow::bail!("{USAGE}");
+        };
+        let auth = demo_auth(
+            argv.get(3..argv.len().saturating_sub(2))
+                .unwrap_or_default(),
+        )?;
+        let args: serde_json::Value = serde_json::from_str(json)?;
+        let outcome = warden_example::call(url, &auth, tool, args).await?;
+        let (mark, text) = outcome.describe();
+        println!(
+            "  {mark} {tool} {json}\n          -> {}",
+            text.replace('\n', " ")
+        );
+        if !matches!(outcome, warden_example::CallOutcome::Ran(_)) {
+            std::process::exit(3);
         }
         return Ok(());
     }

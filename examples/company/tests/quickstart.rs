@@ -155,9 +155,15 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
     let allowed: Vec<bool> = report.calls.iter().map(|c| c.2).collect();
     assert_eq!(
         allowed,
-        vec![true, true, true, false, false, false, false],
+        vec![true, false, true, false, false, false, false],
         "{:#?}",
         report.calls
+    );
+    assert!(
+        report.calls[1].0.starts_with("HELD mail.send")
+            && report.calls[1].1.contains("held for human approval"),
+        "mail waits for a human: {:?}",
+        report.calls[1]
     );
     assert!(
         report.calls[3]
@@ -199,5 +205,81 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(ok, "the docs server was not restarted");
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_quickstart_holds_mail_until_an_approver_consents_then_sends_it_once() {
+    use warden_example::CallOutcome;
+    let (tmp, gateway, url, issuer, store) = quickstart().await;
+    let tenant = TenantId::new("default").unwrap();
+    let token = issuer
+        .issue(
+            &tenant,
+            &AgentName::new("support-assistant").unwrap(),
+            None,
+            Duration::from_secs(300),
+        )
+        .unwrap()
+        .token;
+    let auth = DemoAuth::Token {
+        token,
+        ca: Some(std::fs::read_to_string(tmp.path().join("ca/bundle.pem")).unwrap()),
+    };
+    let mail =
+        || serde_json::json!({"to": "bob@example.com", "subject": "Your ticket", "body": "Fixed."});
+    let CallOutcome::Held(text) = warden_example::call(&url, &auth, "mail.send", mail())
+        .await
+        .unwrap()
+    else {
+        panic!("mail.send was not held");
+    };
+    let pending = store.list_approvals(&tenant, true).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let id = pending[0].id.clone();
+    assert!(text.contains(&id), "{text}");
+    assert_eq!(
+        pending[0].request.side_effects,
+        "persistent, sends data outside the company"
+    );
+
+    let carol = warden_core::UserName::new("carol").unwrap();
+    let user = store
+        .create_user(&tenant, &carol, "approver")
+        .await
+        .unwrap();
+    warden_gateway::review::review(
+        store.as_ref(),
+        &tenant,
+        &id,
+        &warden_gateway::review::reviewer_of(&user),
+        warden_approval::Verdict::Approve,
+        None,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .await
+    .unwrap();
+    // The same call, retried: sent, once.
+    let sent = warden_example::call(&url, &auth, "mail.send", mail())
+        .await
+        .unwrap();
+    assert!(
+        matches!(sent, CallOutcome::Ran(ref t) if t.contains("bob@example.com")),
+        "{sent:?}"
+    );
+    assert_eq!(
+        store.approval(&tenant, &id).await.unwrap().unwrap().state,
+        warden_approval::State::Executed
+    );
+    let again = warden_example::call(&url, &auth, "mail.send", mail())
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, CallOutcome::Held(ref t) if !t.contains(&id)),
+        "a replay needs a new approval: {again:?}"
+    );
     gateway.shutdown().await;
 }

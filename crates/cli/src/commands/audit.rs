@@ -78,10 +78,18 @@ fn line(entry: &ChainEntry, json: bool) {
                 (Some(o), _) => format!("outcome={} {}ms", o.result, o.latency_ms),
                 (None, effect) => format!("{effect:?}").to_lowercase(),
             };
+            // A record about an approval says last what became of it.
+            let reasons = &r.decision.reasons;
             let why = r
                 .error
                 .clone()
-                .or_else(|| r.decision.reasons.first().cloned())
+                .or_else(|| {
+                    if r.approval.is_some() {
+                        reasons.last().cloned()
+                    } else {
+                        reasons.first().cloned()
+                    }
+                })
                 .unwrap_or_default();
             println!(
                 "{:>6} {} {:<7} {:<20} {:<28} {:<14} {}",

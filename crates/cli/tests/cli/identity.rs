@@ -248,6 +248,95 @@ fn directory_users_get_tokens_until_disabled() {
     );
 }
 
+/// Runs `warden ARGS` in `dir` with `input` on standard input.
+fn warden_with_input(dir: &std::path::Path, args: &[&str], input: &str) -> crate::Run {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WARDEN_CONFIG")
+        .env("WARDEN_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    crate::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn console_credentials_and_groups_of_directory_users() {
+    let (_tmp, dir) = init();
+    let created = warden(
+        &dir,
+        &[
+            "user", "create", "bob", "--role", "approver", "--group", "ops", "--group", "finance",
+            "--group", "ops", "--json",
+        ],
+    )
+    .json();
+    assert_eq!(created["groups"], serde_json::json!(["finance", "ops"]));
+    assert_eq!(created["has_password"], false);
+    let run = warden(&dir, &["user", "create", "eve", "--group", "bad group"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("invalid group"), "{}", run.stderr);
+
+    let short = warden_with_input(&dir, &["user", "password", "bob"], "short\n");
+    assert_eq!(short.code, 1);
+    assert!(short.stderr.contains("12 to 1024"), "{}", short.stderr);
+    ok(&warden_with_input(
+        &dir,
+        &["user", "password", "bob"],
+        "a long enough password\n",
+    ));
+    let users = warden(&dir, &["user", "list", "--json"]).json();
+    assert_eq!(users["users"][0]["has_password"], true);
+    // The hash never leaves the store.
+    assert!(!users.to_string().contains("argon2"), "{users}");
+    let unknown = warden_with_input(
+        &dir,
+        &["user", "password", "nobody"],
+        "a long enough password\n",
+    );
+    assert_eq!(unknown.code, 1);
+
+    let groups = warden(&dir, &["user", "groups", "bob", "--json"]).json();
+    assert_eq!(groups["groups"], serde_json::json!([]));
+
+    let link = warden(&dir, &["user", "login-link", "bob", "--json"]).json();
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:8081/console/login/link?token="),
+        "{url}"
+    );
+    let token = url.split("token=").nth(1).unwrap();
+    assert!(token.len() >= 43, "256 bits: {token}");
+    let other = warden(&dir, &["user", "login-link", "bob", "--json"]).json();
+    assert_ne!(other["url"], link["url"], "every link is new");
+    assert_eq!(
+        warden(&dir, &["user", "login-link", "bob", "--ttl", "48h"]).code,
+        1
+    );
+    assert_eq!(warden(&dir, &["user", "login-link", "nobody"]).code, 1);
+    ok(&warden(&dir, &["user", "disable", "bob"]));
+    assert_eq!(warden(&dir, &["user", "login-link", "bob"]).code, 2);
+    let ops = operations(&dir);
+    for op in ["user.password.set", "user.groups", "user.login_link"] {
+        assert!(ops.contains(&op.to_owned()), "{op}: {ops:?}");
+    }
+}
+
 #[test]
 fn signing_keys_and_the_ca_rotate() {
     let (_tmp, dir) = init();
