@@ -157,8 +157,8 @@ pub async fn run(cli: &Cli, cmd: &UserCommand) -> Outcome {
             )
             .await?;
             let url = format!(
-                "http://{}/console/login/link?token={token}",
-                config.admin.listen
+                "{}/console/login/link?token={token}",
+                config.admin.public_url
             );
             if *json {
                 print_json(&json!({

@@ -4,8 +4,8 @@
 //! exact call each one binds, and approve or deny it.
 //!
 //! Plain server-rendered HTML with no script. Sessions are an HttpOnly,
-//! SameSite=Strict cookie (Secure unless the admin listener is on
-//! loopback); every form carries a CSRF token (the session's, or before
+//! SameSite=Strict cookie (Secure unless the admin listener is on loopback
+//! and reached over plain HTTP); every form carries a CSRF token (the session's, or before
 //! sign-in a double-submit cookie), and cross-site posts are refused. Every
 //! page is sent with a strict content security policy and is never cached.
 //! Each request re-reads the user: a disabled user's session is over.
@@ -105,7 +105,10 @@ fn see_other(location: &str) -> Response {
 }
 
 fn cookie(gw: &Gateway, name: &str, value: &str, max_age: u64) -> HeaderValue {
-    let secure = if gw.config.admin.listen.ip().is_loopback() {
+    // Secure whenever people reach the console over HTTPS or from another
+    // host; plain HTTP only for a loopback listener.
+    let admin = &gw.config.admin;
+    let secure = if admin.listen.ip().is_loopback() && !admin.public_url.starts_with("https://") {
         ""
     } else {
         "; Secure"
@@ -343,11 +346,12 @@ async fn login(
     };
     let password = form.password;
     let known = hash.is_some();
-    let hash = hash.unwrap_or_else(|| decoy_hash().to_owned());
-    let matches =
-        tokio::task::spawn_blocking(move || warden_identity::verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
+    let matches = tokio::task::spawn_blocking(move || {
+        let hash = hash.as_deref().unwrap_or_else(|| decoy_hash());
+        warden_identity::verify_password(&password, hash)
+    })
+    .await
+    .unwrap_or(false);
     let user = user.filter(|u| known && matches && u.active);
     let Some(user) = user else {
         gw.console.failed(&tenant, &form.user, now);
