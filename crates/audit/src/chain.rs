@@ -132,35 +132,42 @@ where
     let mut head = start;
     let mut count = 0;
     for entry in entries {
-        let expected = head.seq + 1;
-        if entry.seq != expected {
-            return Err(VerifyError::Sequence {
-                expected,
-                found: entry.seq,
-            });
-        }
-        if entry.prev_hash != head.hash {
-            return Err(VerifyError::Link { seq: entry.seq });
-        }
-        if chain_hash(entry.seq, &entry.prev_hash, &entry.body) != entry.hash {
-            return Err(VerifyError::Hash { seq: entry.seq });
-        }
-        if let Err(e) = serde_json::from_slice::<crate::AuditRecord>(&entry.body) {
-            return Err(VerifyError::Record {
-                seq: entry.seq,
-                reason: e.to_string(),
-            });
-        }
-        head = ChainHead {
-            seq: entry.seq,
-            hash: entry.hash,
-        };
+        check_entry(&mut head, &entry)?;
         count += 1;
     }
     Ok(VerifyReport {
         entries: count,
         head,
     })
+}
+
+/// Checks that `entry` follows `head` (sequence, link, hash, a valid
+/// record) and moves `head` to it.
+pub fn check_entry(head: &mut ChainHead, entry: &ChainEntry) -> Result<(), VerifyError> {
+    let expected = head.seq + 1;
+    if entry.seq != expected {
+        return Err(VerifyError::Sequence {
+            expected,
+            found: entry.seq,
+        });
+    }
+    if entry.prev_hash != head.hash {
+        return Err(VerifyError::Link { seq: entry.seq });
+    }
+    if chain_hash(entry.seq, &entry.prev_hash, &entry.body) != entry.hash {
+        return Err(VerifyError::Hash { seq: entry.seq });
+    }
+    if let Err(e) = serde_json::from_slice::<crate::AuditRecord>(&entry.body) {
+        return Err(VerifyError::Record {
+            seq: entry.seq,
+            reason: e.to_string(),
+        });
+    }
+    *head = ChainHead {
+        seq: entry.seq,
+        hash: entry.hash,
+    };
+    Ok(())
 }
 
 #[cfg(test)]
