@@ -85,7 +85,11 @@ fi
 echo
 echo "==> warden audit tail -n 10 (one record per request and decision, hash-chained)"
 warden audit tail -n 10
-echo "==> warden audit verify"
+echo "==> warden audit checkpoint (signed; the gateway also signs one every 10 s)"
+warden audit checkpoint
+echo "==> warden audit prove 1 (record 1 is in that signed tree)"
+warden audit prove 1
+echo "==> warden audit verify (every record, the Merkle tree, every checkpoint signature)"
 warden audit verify
 
 if [ "$once" = 1 ]; then exit 0; fi

@@ -491,12 +491,64 @@ pub enum PolicyCommand {
 /// `warden audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the whole hash chain; names the first bad record.
+    /// Verify every record, the Merkle tree over them and every signed
+    /// checkpoint; names the first problem.
     Verify {
+        /// Verify an export (`warden audit export --out DIR`) instead of the
+        /// database; needs no config.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// The log's public key (a note verifier key, as printed by
+        /// `warden audit public-key`). Default: derived from `[audit] key`.
+        /// Required with `--from`: trust a key you hold, not the export's.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// A checkpoint kept elsewhere (repeatable): the log must still
+        /// hold its records unchanged, which catches records and
+        /// checkpoints cut off the end together.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Sign a checkpoint over every record now.
+    Checkpoint {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An inclusion proof: record SEQ is in the tree of a signed checkpoint.
+    Prove {
+        /// The record's sequence number.
+        seq: u64,
+        /// The checkpoint's tree size. Default: the latest checkpoint.
+        #[arg(long)]
+        size: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A consistency proof: the checkpoint of size OLD is a prefix of the
+    /// one of size NEW (the log only grew).
+    Consistency {
+        /// The older checkpoint's tree size.
+        old: u64,
+        /// The newer checkpoint's tree size.
+        new: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the records, the checkpoints and the public key to a directory,
+    /// for verification without the database.
+    Export {
+        /// The directory (created; must not hold an export already).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the log's public key (a note verifier key).
+    PublicKey,
     /// Print the newest records.
     Tail {
         /// How many.

@@ -17,8 +17,8 @@ use std::time::Duration;
 use warden_core::{TenantId, UpstreamName};
 
 pub use raw::{
-    RawAdmin, RawApprovals, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy, RawStorage,
-    RawTasks, RawTenant, RawTls, RawToolLabel, RawUpstream, RawUpstreamAuth,
+    RawAdmin, RawApprovals, RawAudit, RawConfig, RawGateway, RawIdentity, RawOidc, RawPolicy,
+    RawStorage, RawTasks, RawTenant, RawTls, RawToolLabel, RawUpstream, RawUpstreamAuth,
 };
 
 /// Tokens live at most this long, whatever the config says.
@@ -74,12 +74,27 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// Held actions.
     pub approvals: ApprovalsConfig,
+    /// The audit log's checkpoints.
+    pub audit: AuditConfig,
     /// Where approval events are sent.
     pub webhooks: Vec<WebhookConfig>,
     /// Tenants served beside the default one, with their policy folders.
     pub tenants: BTreeMap<TenantId, PathBuf>,
     /// The upstream tool servers, in file order.
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The checkpoint signing key (absolute).
+    pub key: PathBuf,
+    /// The log's name in its checkpoints.
+    pub origin: String,
+    /// A checkpoint after this many new records…
+    pub checkpoint_every: u64,
+    /// …or this long after the last one.
+    pub checkpoint_interval: Duration,
 }
 
 /// `[approvals]`.
@@ -510,6 +525,30 @@ impl Config {
             ));
         }
         let webhooks = webhooks(raw.webhooks, &base).map_err(invalid)?;
+        let origin = raw
+            .audit
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("{}/audit", identity.trust_domain));
+        if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+') {
+            return Err(invalid(format!(
+                "`audit.origin` must be a name without spaces or `+`, not `{origin}`"
+            )));
+        }
+        if raw.audit.checkpoint_every == 0
+            || raw.audit.checkpoint_interval.0 < Duration::from_millis(100)
+        {
+            return Err(invalid(
+                "`audit.checkpoint_every` must be above zero and `audit.checkpoint_interval` at least 100ms"
+                    .into(),
+            ));
+        }
+        let audit = AuditConfig {
+            key: base.join(&raw.audit.key),
+            origin,
+            checkpoint_every: raw.audit.checkpoint_every,
+            checkpoint_interval: raw.audit.checkpoint_interval.0,
+        };
         if let Some(url) = raw
             .admin
             .public_url
@@ -538,6 +577,7 @@ impl Config {
                     .unwrap_or_else(|| format!("http://{}", raw.admin.listen)),
             },
             approvals,
+            audit,
             webhooks,
             storage_url: storage_url(&raw.storage.url, &base).map_err(invalid)?,
             policy: PolicyConfig {

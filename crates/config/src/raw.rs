@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// `[approvals]`.
     #[serde(default)]
     pub approvals: RawApprovals,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: RawAudit,
     /// `[[webhooks]]`: where approval events are sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<RawWebhook>,
@@ -67,6 +70,26 @@ pub struct RawApprovals {
     /// How often expired approvals are recorded as such. Default `5s`.
     #[serde(default = "sweep_interval")]
     pub sweep_interval: HumanDuration,
+}
+
+/// `[audit]`: the Merkle log's signed checkpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints. Default
+    /// `keys/audit.pem`.
+    #[serde(default = "audit_key")]
+    pub key: PathBuf,
+    /// The log's name in its checkpoints. Default `<trust_domain>/audit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// A checkpoint after this many new records. Default 1000.
+    #[serde(default = "checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …or this long after the last one, when there are new records.
+    /// Default `10s`.
+    #[serde(default = "checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
 }
 
 /// One `[[webhooks]]` entry: an HMAC-signed POST for approval events.
@@ -385,6 +408,9 @@ defaults! {
     user_claim: String = "sub".into();
     approval_ttl: HumanDuration = HumanDuration(Duration::from_secs(15 * 60));
     sweep_interval: HumanDuration = HumanDuration(Duration::from_secs(5));
+    audit_key: PathBuf = "keys/audit.pem".into();
+    checkpoint_every: u64 = 1000;
+    checkpoint_interval: HumanDuration = HumanDuration(Duration::from_secs(10));
 }
 
 #[allow(
@@ -412,6 +438,17 @@ impl Default for RawAdmin {
         Self {
             listen: admin_listen(),
             public_url: None,
+        }
+    }
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            key: audit_key(),
+            origin: None,
+            checkpoint_every: checkpoint_every(),
+            checkpoint_interval: checkpoint_interval(),
         }
     }
 }

@@ -359,3 +359,24 @@ fn approvals_and_webhooks() {
         assert!(parse(&bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn audit_checkpoints() {
+    let c = parse("").unwrap();
+    assert_eq!(c.audit.origin, "warden.local/audit");
+    assert!(c.audit.key.ends_with("keys/audit.pem"));
+    assert_eq!(c.audit.checkpoint_every, 1000);
+    let c = parse("[audit]\norigin = \"acme.example/audit\"\ncheckpoint_every = 10\ncheckpoint_interval = \"1s\"\n").unwrap();
+    assert_eq!(
+        (c.audit.origin.as_str(), c.audit.checkpoint_every),
+        ("acme.example/audit", 10)
+    );
+    for bad in [
+        "[audit]\norigin = \"a b\"\n",
+        "[audit]\norigin = \"a+b\"\n",
+        "[audit]\ncheckpoint_every = 0\n",
+        "[audit]\ncheckpoint_interval = \"1ms\"\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}

@@ -14,6 +14,7 @@
 mod admin;
 mod audit_log;
 mod auth;
+pub mod checkpoints;
 pub mod console;
 mod identity;
 mod mcp;
@@ -78,6 +79,9 @@ pub struct Gateway {
     sessions: sessions::Sessions,
     console: console::ConsoleSessions,
     deliveries: Option<Arc<notify::Deliveries>>,
+    audit_signer: Arc<warden_audit::NoteSigner>,
+    /// Dropped or set at shutdown: stops the checkpointer.
+    checkpoint_stop: tokio::sync::watch::Sender<bool>,
     taints: taint::Taints,
     resources: RwLock<HashMap<String, UpstreamName>>,
 }
@@ -163,12 +167,18 @@ impl Gateway {
         }
         watch_identity(&identity, config.policy.reload_interval);
         let audit = AuditLog::start(store.clone());
+        let audit_signer =
+            Arc::new(checkpoints::load_signer(&config.audit, true).map_err(StartError::Other)?);
+        let (checkpoint_stop, stopped) = tokio::sync::watch::channel(false);
+        checkpoints::run(store.clone(), audit_signer.clone(), &config.audit, stopped);
         let deliveries = notify::Deliveries::start(&config, store.clone(), audit.clone())
             .map_err(StartError::Other)?;
         let sweep = config.approvals.sweep_interval;
         let gateway = Arc::new(Self {
             audit,
             deliveries,
+            audit_signer,
+            checkpoint_stop,
             config: Arc::new(config),
             store,
             identity,
@@ -242,10 +252,17 @@ impl Gateway {
         admin::router(self.clone())
     }
 
-    /// Stops the stdio upstream processes.
+    /// Stops the stdio upstream processes and signs a last checkpoint.
     pub async fn shutdown(&self) {
         for u in self.upstreams.values() {
             u.shutdown().await;
+        }
+        let _ = self.checkpoint_stop.send(true);
+        if let Err(e) =
+            checkpoints::checkpoint_now(self.store.as_ref(), &self.audit_signer, auth::now_secs())
+                .await
+        {
+            tracing::error!("last audit checkpoint refused: {e}");
         }
     }
 

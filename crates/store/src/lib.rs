@@ -203,6 +203,20 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// A signed checkpoint of the audit log, with the tree state it was made
+/// from (so that the next one starts from there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The tree size (records covered).
+    pub size: u64,
+    /// When it was signed.
+    pub time: u64,
+    /// The signed note.
+    pub note: String,
+    /// The tree's compact range at that size.
+    pub compact: Vec<[u8; 32]>,
+}
+
 /// Where a sealed secret belongs: an upstream of a tenant, for everyone or
 /// for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -337,6 +351,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn event_retry(&self, seq: u64, next_at: u64, error: &str) -> Result<(), StoreError>;
     /// Gives an event up after its last attempt (kept, with the error).
     async fn event_failed(&self, seq: u64, now: u64, error: &str) -> Result<(), StoreError>;
+
+    /// Keeps a signed checkpoint (one per size; a second is ignored).
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError>;
+    /// Every checkpoint, smallest first.
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;
+    /// The largest checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
 
     /// Records a new task; an existing id is a conflict.
     async fn create_task(&self, task: Task) -> Result<(), StoreError>;

@@ -18,11 +18,11 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use crate::fast::FastPath;
 use crate::{
     Agent, CertRecord, LoginLink, NewAgent, OutboxEvent, OutboxItem, SecretRef, Store, StoreError,
-    Task, User,
+    StoredCheckpoint, Task, User,
 };
 use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -147,6 +147,13 @@ const MIGRATION_7: &[&str] = &[
     "CREATE INDEX approvals_open ON approvals (expires_at) WHERE state IN ('pending', 'approved')",
 ];
 
+const MIGRATION_8: &[&str] = &["CREATE TABLE checkpoints (
+        size INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        note TEXT NOT NULL,
+        compact TEXT NOT NULL
+    ) STRICT"];
+
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -203,7 +210,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
             )));
         }
-        let steps: [&'static [&'static str]; 7] = [
+        let steps: [&'static [&'static str]; 8] = [
             MIGRATION_1,
             MIGRATION_2,
             MIGRATION_3,
@@ -211,6 +218,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             MIGRATION_5,
             MIGRATION_6,
             MIGRATION_7,
+            MIGRATION_8,
         ];
         for (to, statements) in (1_i64..).zip(steps) {
             if version >= to {
@@ -303,6 +311,26 @@ fn cert_from(row: &SqliteRow) -> Result<CertRecord, StoreError> {
         not_after: unix(row, "not_after")?,
         thumbprint: text("thumbprint")?,
         revoked_at: row.try_get("revoked_at").map_err(db)?,
+    })
+}
+
+fn checkpoint_from(row: &SqliteRow) -> Result<StoredCheckpoint, StoreError> {
+    let compact: String = row.try_get("compact").map_err(db)?;
+    let compact = compact
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| StoreError::Corrupt("a checkpoint's tree state".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StoredCheckpoint {
+        size: unix(row, "size")?,
+        time: unix(row, "time")?,
+        note: row.try_get("note").map_err(db)?,
+        compact,
     })
 }
 
@@ -780,6 +808,39 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn save_checkpoint(&self, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        let compact: Vec<String> = c.compact.iter().map(hex::encode).collect();
+        sqlx::query(
+            "INSERT INTO checkpoints (size, time, note, compact) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(to_i64(c.size))
+        .bind(to_i64(c.time))
+        .bind(&c.note)
+        .bind(compact.join(","))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query("SELECT size, time, note, compact FROM checkpoints ORDER BY size")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(checkpoint_from).collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, time, note, compact FROM checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(checkpoint_from).transpose()
     }
 
     async fn create_task(&self, task: Task) -> Result<(), StoreError> {

@@ -593,7 +593,34 @@ async fn outbox(store: &dyn Store) {
     assert!(store.due_events(10_000, 10).await.unwrap().is_empty());
 }
 
+/// Checkpoints: one per size, smallest first, the latest at hand.
+async fn checkpoints(store: &dyn Store) {
+    use warden_store::StoredCheckpoint;
+    assert_eq!(store.latest_checkpoint().await.unwrap(), None);
+    let cp = |size: u64, note: &str| StoredCheckpoint {
+        size,
+        time: 100 + size,
+        note: note.into(),
+        compact: vec![[size as u8; 32]; size.count_ones() as usize],
+    };
+    store.save_checkpoint(&cp(5, "five")).await.unwrap();
+    store.save_checkpoint(&cp(3, "three")).await.unwrap();
+    store.save_checkpoint(&cp(5, "another five")).await.unwrap();
+    store.save_checkpoint(&cp(0, "empty")).await.unwrap();
+    let all = store.checkpoints().await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.note.as_str()).collect::<Vec<_>>(),
+        ["empty", "three", "five"]
+    );
+    assert_eq!(all[2], cp(5, "five"), "kept as written, the first one wins");
+    assert_eq!(
+        store.latest_checkpoint().await.unwrap(),
+        Some(cp(5, "five"))
+    );
+}
+
 async fn suite(store: Arc<dyn Store>) {
+    checkpoints(store.as_ref()).await;
     outbox(store.as_ref()).await;
     approvals(store.as_ref()).await;
     bundles(store.as_ref()).await;

@@ -56,14 +56,20 @@ impl std::str::FromStr for Service {
     }
 }
 
-/// Counts tool calls that reached the server.
+/// Counts tool calls that reached the server, and keeps the customer ids
+/// that `get_customer` was asked for (to match calls with audit records).
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<AtomicUsize>);
+pub struct CallCounter(Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>);
 
 impl CallCounter {
     /// Calls so far.
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// The ids `get_customer` received, in order.
+    pub fn customers_read(&self) -> Vec<String> {
+        self.1.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn hit(&self) {
@@ -189,6 +195,9 @@ impl Company {
     )]
     async fn get_customer(&self, Parameters(args): Parameters<CustomerArgs>) -> String {
         self.calls.hit();
+        if let Ok(mut ids) = self.calls.1.lock() {
+            ids.push(args.id.clone());
+        }
         format!(
             r#"{{"id":"{}","name":"Ada Lovelace","email":"ada@example.com","phone":"+44 20 7946 0018"}}"#,
             args.id

@@ -52,6 +52,7 @@ async fn quickstart() -> (
         .unwrap();
     config.identity.signing_key = tmp.path().join("signing.pem");
     config.identity.ca_dir = tmp.path().join("ca");
+    config.audit.key = tmp.path().join("audit.pem");
     CaFiles::in_dir(&config.identity.ca_dir)
         .create(&config.identity.trust_domain)
         .unwrap();

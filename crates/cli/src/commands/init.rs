@@ -77,6 +77,7 @@ pub async fn run(args: &InitArgs) -> Outcome {
         config.policy.dir.clone(),
         config.identity.signing_key.clone(),
         config.identity.master_key.clone(),
+        config.audit.key.clone(),
         ca.cert.clone(),
         ca.key.clone(),
     ]
@@ -117,6 +118,12 @@ pub async fn run(args: &InitArgs) -> Outcome {
         master,
         &MasterKey::generate_base64().map_err(|e| anyhow!(e))?,
     )?;
+    let audit_key = &config.audit.key;
+    warden_gateway::checkpoints::generate(audit_key).map_err(|e| anyhow!(e))?;
+    let audit_public = warden_gateway::checkpoints::load_signer(&config.audit, false)
+        .map_err(|e| anyhow!(e))?
+        .verifier()
+        .to_vkey();
     ca.create(&config.identity.trust_domain)
         .map_err(|e| anyhow!(e))?;
     warden_store::open(&config.storage_url)
@@ -126,6 +133,7 @@ pub async fn run(args: &InitArgs) -> Outcome {
         return print_json(&json!({
             "dir": dir, "config": config_path, "policies": config.policy.dir,
             "signing_key": key_path, "master_key": master, "ca": config.identity.ca_dir,
+            "audit_key": audit_key, "audit_public_key": audit_public,
             "storage": config.storage_url,
         }));
     }
@@ -135,6 +143,8 @@ pub async fn run(args: &InitArgs) -> Outcome {
     println!("  signing key  {}", key_path.display());
     println!("  master key   {}", master.display());
     println!("  CA           {}", config.identity.ca_dir.display());
+    println!("  audit key    {}", audit_key.display());
+    println!("               public: {audit_public}");
     println!("  database     {}", config.storage_url);
     println!(
         "next: cd {} && warden agent create my-agent && warden serve",

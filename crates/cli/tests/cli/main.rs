@@ -12,6 +12,7 @@
 mod approvals;
 mod audit;
 mod commands;
+mod crash;
 mod examples;
 mod identity;
 mod serve;
@@ -66,4 +67,26 @@ pub fn init() -> (tempfile::TempDir, PathBuf) {
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on the loopback `port` (a `warden serve`
+/// starting), at most 30 s.
+pub fn wait_for_port(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "warden serve did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

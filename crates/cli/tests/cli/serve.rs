@@ -2,19 +2,9 @@
 //! and its logs never hold a token or an upstream secret.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::{init, warden};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::{free_port, init, wait_for_port, warden};
 
 fn post(port: u16, token: &str, body: &str) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -88,14 +78,7 @@ permit(principal == Warden::Agent::"bot", action == Warden::Action::"connect", r
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "warden serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port);
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     assert_eq!(post(port, &token, list), 200);
     let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"crm.get_customer","arguments":{"id":"c-1"}}}"#;

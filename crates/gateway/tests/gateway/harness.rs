@@ -268,6 +268,17 @@ impl Store for FaultyStore {
     ) -> Result<Vec<warden_approval::Approval>, StoreError> {
         self.inner.overdue_approvals(now, limit).await
     }
+    async fn save_checkpoint(&self, c: &warden_store::StoredCheckpoint) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(c).await
+    }
+    async fn checkpoints(&self) -> Result<Vec<warden_store::StoredCheckpoint>, StoreError> {
+        self.inner.checkpoints().await
+    }
+    async fn latest_checkpoint(
+        &self,
+    ) -> Result<Option<warden_store::StoredCheckpoint>, StoreError> {
+        self.inner.latest_checkpoint().await
+    }
     async fn create_task(&self, task: Task) -> Result<(), StoreError> {
         self.inner.create_task(task).await
     }
