@@ -75,6 +75,10 @@ struct Figures {
     rss_mb: f64,
     requests: u64,
     errors: u64,
+    /// Audit records made durable per second while this target was
+    /// measured (warden only: request and outcome records, group-committed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_records_per_s: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -186,6 +190,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     )
     .await?;
     let tokens = setup::tokens(&dir, args.connections)?;
+    let audit = warden_store::open(&format!("sqlite://{}", dir.join("warden.db").display()))
+        .await
+        .context("opening warden's audit trail")?;
 
     let conns = |addr: SocketAddr, path: &str, with_token: bool| -> Vec<load::Conn> {
         tokens
@@ -228,6 +235,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .iter()
         .map(|_| (load::Sample::default(), Duration::ZERO, 0.0))
         .collect();
+    let mut audited = 0u64;
     for round in 0..args.rounds.max(1) {
         for (t, total) in targets.iter().zip(totals.iter_mut()) {
             eprintln!(
@@ -237,8 +245,12 @@ async fn run(args: &Args) -> anyhow::Result<()> {
                 t.name
             );
             let cpu_before = procstat::cpu_seconds(t.pid)?;
+            let head_before = audit.audit_head().await?.seq;
             let (sample, took) = measure(t, slice, interval).await?;
             total.2 += procstat::cpu_seconds(t.pid)? - cpu_before;
+            if t.name == "warden" {
+                audited += audit.audit_head().await?.seq - head_before;
+            }
             total.0.latencies_us.extend(sample.latencies_us);
             total.0.errors += sample.errors;
             total.1 += took;
@@ -247,7 +259,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let mut results = serde_json::Map::new();
     let mut rows = Vec::new();
     for (t, (mut sample, took, cpu)) in targets.iter().zip(totals) {
-        let figures = figures(&mut sample, took, cpu, procstat::peak_rss_mb(t.pid)?);
+        let mut figures = figures(&mut sample, took, cpu, procstat::peak_rss_mb(t.pid)?);
+        if t.name == "warden" {
+            figures.audit_records_per_s = Some(audited as f64 / took.as_secs_f64().max(1e-9));
+        }
         rows.push((t.name, figures.clone()));
         results.insert(t.name.to_owned(), serde_json::to_value(&figures)?);
     }
@@ -316,6 +331,7 @@ fn figures(sample: &mut load::Sample, took: Duration, cpu_seconds: f64, rss_mb: 
         rss_mb,
         requests,
         errors: sample.errors,
+        audit_records_per_s: None,
     }
 }
 
@@ -382,6 +398,12 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
                 "warden / floor throughput: {:.1}%",
                 100.0 * w.rps / floor_rps
             );
+            if let Some(r) = w.audit_records_per_s {
+                println!(
+                    "warden audit: {r:.0} durable records/s (group commit; {:.2} records per call)",
+                    r / w.rps.max(1e-9)
+                );
+            }
         }
     }
 }
