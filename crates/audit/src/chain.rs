@@ -193,11 +193,15 @@ mod tests {
             action: Some("crm/get_customer".into()),
             resource: None,
             args_digest: None,
+            args: None,
+            task: None,
+            risk: None,
             decision: Decision::deny("no policy permits this request"),
             status: Some(200),
             error: None,
             outcome: None,
             approval: None,
+            reviewers: Vec::new(),
             shadow: None,
         };
         serde_json::to_vec(&r).unwrap()

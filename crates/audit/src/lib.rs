@@ -14,6 +14,7 @@ pub mod checkpoint;
 mod log;
 pub mod merkle;
 mod record;
+mod redact;
 
 pub use chain::{
     ChainEntry, ChainHead, GENESIS, VerifyError, VerifyReport, chain_hash, check_entry,
@@ -21,4 +22,5 @@ pub use chain::{
 };
 pub use checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier, verify_checkpoint};
 pub use log::{LogError, LogReport, LogVerifier, verify_log};
-pub use record::{AuditRecord, Outcome, RecordKind, ShadowDecision};
+pub use record::{AuditRecord, Outcome, RecordKind, Risk, ShadowDecision};
+pub use redact::redact_args;

@@ -51,10 +51,20 @@ pub struct AuditRecord {
     /// The Cedar resource, e.g. `Warden::Tool::"crm/get_customer"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
-    /// SHA-256 (hex) of the canonical JSON of the arguments; never the
-    /// arguments themselves.
+    /// SHA-256 (hex) of the canonical JSON of the arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_digest: Option<String>,
+    /// The arguments redacted ([`crate::redact_args`]): their shape, numbers
+    /// and booleans; every string replaced by its length; fields a policy
+    /// names in `@redact` hidden whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+    /// The task the request ran under (its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The agent's risk when the request was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<Risk>,
     /// The decision and its reasons.
     pub decision: Decision,
     /// HTTP status returned to the agent (for a request record).
@@ -69,10 +79,26 @@ pub struct AuditRecord {
     /// The approval that held, or let through, this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
+    /// The humans whose approval let this request run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<String>,
     /// Where a candidate policy version, evaluated in shadow mode, would
     /// have decided otherwise (never enforced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowDecision>,
+}
+
+/// An agent's risk as a decision saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// 0 (none) to 100.
+    pub score: i64,
+    /// `low`, `medium` or `high`.
+    pub level: String,
+    /// What raised it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// A shadow policy version's different decision.
@@ -117,11 +143,15 @@ impl AuditRecord {
             action: None,
             resource: None,
             args_digest: None,
+            args: None,
+            task: None,
+            risk: None,
             decision: Decision::deny("not authorized yet"),
             status: None,
             error: None,
             outcome: None,
             approval: None,
+            reviewers: Vec::new(),
             shadow: None,
         }
     }
@@ -150,11 +180,15 @@ impl AuditRecord {
             action: None,
             resource: None,
             args_digest: None,
+            args: None,
+            task: None,
+            risk: None,
             decision: Decision::allow(Vec::new(), vec![format!("operator `{operator}`")]),
             status: None,
             error: None,
             outcome: None,
             approval: None,
+            reviewers: Vec::new(),
             shadow: None,
         }
     }

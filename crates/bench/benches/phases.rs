@@ -208,11 +208,19 @@ fn record(i: u64) -> Vec<u8> {
         action: Some("bench/lookup_7".into()),
         resource: Some("Warden::Tool::\"bench/lookup_7\"".into()),
         args_digest: Some("ab".repeat(32)),
+        args: Some(json!({ "id": "[redacted: 4 chars]", "limit": 5 })),
+        task: None,
+        risk: Some(warden_audit::Risk {
+            score: 0,
+            level: "low".into(),
+            reasons: Vec::new(),
+        }),
         decision: Decision::deny("x"),
         status: Some(200),
         error: None,
         outcome: None,
         approval: None,
+        reviewers: Vec::new(),
         shadow: None,
     };
     serde_json::to_vec(&rec).unwrap()

@@ -549,6 +549,18 @@ pub enum AuditCommand {
     },
     /// Print the log's public key (a note verifier key).
     PublicKey,
+    /// Find records (newest first) by agent, user, tool, decision, kind,
+    /// request or time, in the tenant (`--tenant`), from indexes.
+    Query(AuditQueryArgs),
+    /// Explain one record for a human: who, what, the decision and why,
+    /// approval, risk, the upstream's outcome, and its integrity.
+    Explain {
+        /// A record's seq, or a request id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the newest records.
     Tail {
         /// How many.
@@ -561,6 +573,45 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `warden audit query`.
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// The agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// The user the agent acted for (for admin records: the operator).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The tool, `upstream/tool` or `upstream.tool`.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// The decision.
+    #[arg(long, value_parser = ["allow", "deny"])]
+    pub decision: Option<String>,
+    /// The kind of record.
+    #[arg(long, value_parser = ["request", "outcome", "admin"])]
+    pub kind: Option<String>,
+    /// A request id (its request and outcome records).
+    #[arg(long)]
+    pub request: Option<String>,
+    /// Records from this time: RFC 3339 (`2026-11-23T10:00:00Z`), a date
+    /// (`2026-11-23`), or an age (`1h`, `30m`, `7days`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Records before this time (same forms).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Records older than this seq (the next page).
+    #[arg(long)]
+    pub before: Option<u64>,
+    /// How many.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub limit: u32,
+    /// One JSON record per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/agents/{name}/{action}", post(change_agent))
         .route("/v1/audit", get(audit_entries))
         .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/audit/search", get(audit_search))
         .route("/v1/policy", get(policy_status))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", get(show_approval))
@@ -262,6 +263,101 @@ async fn audit_entries(State(gw): Gw, headers: HeaderMap, Query(page): Query<Pag
             // `next` is the `after` of the following page (entries of
             // other tenants are skipped, so a page may hold fewer).
             Json(json!({ "entries": records, "next": next })).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+/// `GET /v1/audit/search`: filters, all optional.
+#[derive(Deserialize)]
+struct Search {
+    agent: Option<String>,
+    user: Option<String>,
+    /// `upstream/tool` (or `upstream.tool`).
+    tool: Option<String>,
+    /// `allow` or `deny`.
+    decision: Option<String>,
+    /// `request`, `outcome` or `admin`.
+    kind: Option<String>,
+    request: Option<String>,
+    /// RFC 3339.
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// The operator's tenant's records matching the filters, newest first,
+/// from the store's indexes; `next_before` pages on.
+async fn audit_search(State(gw): Gw, headers: HeaderMap, Query(s): Query<Search>) -> Response {
+    let tenant = match operator(&gw, &headers, Role::Auditor).and_then(|op| scope(&gw, &op)) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let time = |name: &str, v: &Option<String>| -> Result<Option<String>, Response> {
+        v.as_deref()
+            .map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map(warden_store::AuditQuery::time_bound)
+                    .map_err(|_| {
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            &format!("`{name}` must be an RFC 3339 time"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let one_of = |name: &str, v: &Option<String>, allowed: &[&str]| -> Result<(), Response> {
+        match v {
+            Some(x) if !allowed.contains(&x.as_str()) => Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("`{name}` must be one of {}", allowed.join(", ")),
+            )),
+            _ => Ok(()),
+        }
+    };
+    let checked = one_of("decision", &s.decision, &["allow", "deny"])
+        .and_then(|()| one_of("kind", &s.kind, &["request", "outcome", "admin"]))
+        .and_then(|()| Ok((time("since", &s.since)?, time("until", &s.until)?)));
+    let (since, until) = match checked {
+        Ok(bounds) => bounds,
+        Err(r) => return r,
+    };
+    let limit = s.limit.unwrap_or(100).clamp(1, 1000);
+    let query = warden_store::AuditQuery {
+        unattributed: tenant == gw.config.identity.default_tenant,
+        tenant: Some(tenant.to_string()),
+        request_id: s.request,
+        agent: s.agent,
+        user: s.user,
+        action: s.tool.map(|t| {
+            if t.contains('/') {
+                t
+            } else {
+                t.replacen('.', "/", 1)
+            }
+        }),
+        effect: s.decision,
+        kind: s.kind,
+        since,
+        until,
+        before: s.before,
+        limit,
+    };
+    match gw.store.query_audit(&query).await {
+        Ok(entries) => {
+            let next = (entries.len() == limit as usize)
+                .then(|| entries.last().map(|e| e.seq))
+                .flatten();
+            let records: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let record: Value = serde_json::from_slice(&e.body).unwrap_or(Value::Null);
+                    json!({ "seq": e.seq, "hash": hex::encode(e.hash), "record": record })
+                })
+                .collect();
+            Json(json!({ "entries": records, "next_before": next })).into_response()
         }
         Err(e) => store_error(&e),
     }

@@ -203,6 +203,53 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// Which audit records to find. Every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Records of this tenant.
+    pub tenant: Option<String>,
+    /// With `tenant`: also the records no tenant was proven for
+    /// (unauthenticated requests).
+    pub unattributed: bool,
+    /// The request id (a request and its outcome share it).
+    pub request_id: Option<String>,
+    /// The agent.
+    pub agent: Option<String>,
+    /// The user (for admin records, the operator).
+    pub user: Option<String>,
+    /// The action, `upstream/tool`.
+    pub action: Option<String>,
+    /// The decision: `allow` or `deny`.
+    pub effect: Option<String>,
+    /// `request`, `outcome` or `admin`.
+    pub kind: Option<String>,
+    /// Records at or after this RFC 3339 time (`YYYY-MM-DDTHH:MM:SS`, UTC).
+    pub since: Option<String>,
+    /// Records before this time (same form).
+    pub until: Option<String>,
+    /// Records with a smaller seq (the next page, newest first).
+    pub before: Option<u64>,
+    /// At most this many (capped at 10,000).
+    pub limit: u32,
+}
+
+impl AuditQuery {
+    /// A time bound as queries compare it: `YYYY-MM-DDTHH:MM:SS` in UTC
+    /// (records' times have fractions of a second; bounds are by the second).
+    pub fn time_bound(at: time::OffsetDateTime) -> String {
+        let at = at.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        )
+    }
+}
+
 /// A signed checkpoint of the audit log, with the tree state it was made
 /// from (so that the next one starts from there).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,6 +461,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError>;
     /// Up to `limit` entries with seq > `after`, in order.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError>;
+    /// Entries matching `query`, newest first, found through indexes.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<ChainEntry>, StoreError>;
     /// The last entry's seq and hash.
     async fn audit_head(&self) -> Result<ChainHead, StoreError>;
 

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use warden_audit::{ChainHead, verify_chain};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use warden_store::{
-    CertRecord, LoginLink, NewAgent, OutboxEvent, SecretRef, SqliteStore, Store, StoreError, Task,
+    AuditQuery, CertRecord, LoginLink, NewAgent, OutboxEvent, SecretRef, SqliteStore, Store,
+    StoreError, Task,
 };
 
 fn tenant(t: &str) -> TenantId {
@@ -650,4 +651,185 @@ async fn a_bad_url_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("storage error"), "{err}");
+}
+
+/// A record with the fields that queries filter on: tenant (`""`: none),
+/// agent, user (`""`: none), action, effect, time, kind, request id.
+fn rec([tenant, agent, user, action, effect, time, kind, id]: [&str; 8]) -> Vec<u8> {
+    let mut r = serde_json::json!({
+        "kind": kind, "request_id": id, "time": time, "endpoint": "/mcp",
+        "agent": agent, "action": action, "decision": { "effect": effect },
+    });
+    if !tenant.is_empty() {
+        r["tenant"] = tenant.into();
+    }
+    if !user.is_empty() {
+        r["user"] = user.into();
+    }
+    serde_json::to_vec(&r).unwrap()
+}
+
+async fn audit_queries(store: &dyn Store) {
+    store
+        .append_audit(vec![
+            rec([
+                "acme",
+                "a",
+                "ada",
+                "crm/get",
+                "allow",
+                "2026-11-01T10:00:00Z",
+                "request",
+                "r1",
+            ]),
+            rec([
+                "acme",
+                "a",
+                "ada",
+                "crm/get",
+                "allow",
+                "2026-11-01T10:00:00.5Z",
+                "outcome",
+                "r1",
+            ]),
+            rec([
+                "acme",
+                "b",
+                "",
+                "mail/send",
+                "deny",
+                "2026-11-02T10:00:00Z",
+                "request",
+                "r2",
+            ]),
+            rec([
+                "other",
+                "a",
+                "ada",
+                "crm/get",
+                "allow",
+                "2026-11-03T10:00:00Z",
+                "request",
+                "r3",
+            ]),
+            rec([
+                "",
+                "x",
+                "",
+                "",
+                "deny",
+                "2026-11-04T10:00:00Z",
+                "request",
+                "r4",
+            ]),
+            rec([
+                "acme",
+                "a",
+                "",
+                "mail/send",
+                "deny",
+                "2026-11-05T10:00:00Z",
+                "request",
+                "r5",
+            ]),
+        ])
+        .await
+        .unwrap();
+    let acme = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            tenant: Some("acme".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    let seqs = |q: AuditQuery| async move {
+        store
+            .query_audit(&q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seqs(acme(|_| ())).await,
+        [6, 3, 2, 1],
+        "newest first, one tenant"
+    );
+    assert_eq!(seqs(acme(|q| q.unattributed = true)).await, [6, 5, 3, 2, 1]);
+    assert_eq!(seqs(acme(|q| q.agent = Some("a".into()))).await, [6, 2, 1]);
+    assert_eq!(seqs(acme(|q| q.user = Some("ada".into()))).await, [2, 1]);
+    assert_eq!(
+        seqs(acme(|q| q.action = Some("mail/send".into()))).await,
+        [6, 3]
+    );
+    assert_eq!(seqs(acme(|q| q.effect = Some("deny".into()))).await, [6, 3]);
+    assert_eq!(seqs(acme(|q| q.kind = Some("outcome".into()))).await, [2]);
+    assert_eq!(
+        seqs(acme(|q| q.request_id = Some("r1".into()))).await,
+        [2, 1]
+    );
+    assert_eq!(
+        seqs(acme(|q| q.request_id = Some("r3".into()))).await,
+        Vec::<u64>::new(),
+        "another tenant's"
+    );
+    // Time bounds compare by the second: 10:00:00.5 is within [10:00:00, 10:00:01).
+    let day1 = |q: &mut AuditQuery| {
+        q.since = Some("2026-11-01T10:00:00".into());
+        q.until = Some("2026-11-01T10:00:01".into());
+    };
+    assert_eq!(seqs(acme(day1)).await, [2, 1]);
+    assert_eq!(
+        seqs(acme(|q| q.since = Some("2026-11-02T00:00:00".into()))).await,
+        [6, 3]
+    );
+    assert_eq!(
+        seqs(acme(|q| {
+            q.before = Some(3);
+            q.limit = 1;
+        }))
+        .await,
+        [2],
+        "paging"
+    );
+    let all = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    assert_eq!(seqs(all).await.len(), 6);
+}
+
+#[tokio::test]
+async fn audit_queries_are_served_from_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    audit_queries(&store).await;
+    let filters: [fn(&mut AuditQuery); 8] = [
+        |_| (),
+        |q| q.agent = Some("a".into()),
+        |q| q.user = Some("u".into()),
+        |q| q.action = Some("crm/get".into()),
+        |q| q.effect = Some("deny".into()),
+        |q| q.since = Some("2026-11-01T00:00:00".into()),
+        |q| q.request_id = Some("r1".into()),
+        |q| {
+            q.unattributed = true;
+            q.agent = Some("a".into());
+        },
+    ];
+    for (i, f) in filters.iter().enumerate() {
+        let mut q = AuditQuery {
+            tenant: Some("acme".into()),
+            limit: 50,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        let plan = store.audit_query_plan(&q).await.unwrap().join(" | ");
+        assert!(plan.contains("USING INDEX audit_by_"), "filter {i}: {plan}");
+        assert!(!plan.contains("SCAN audit"), "filter {i} scans: {plan}");
+    }
 }

@@ -1,4 +1,5 @@
-//! `warden audit verify|checkpoint|prove|consistency|export|public-key|tail`.
+//! `warden audit verify|checkpoint|prove|consistency|export|public-key|tail`
+//! (`query` and `explain` are in `explain.rs`).
 //!
 //! An export is a directory anyone can verify without the database:
 //!
@@ -53,7 +54,7 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand) -> Outcome {
     }
     let config = config(cli)?;
     if matches!(cmd, AuditCommand::PublicKey) {
-        println!("{}", verifier(&config, None)?.to_vkey());
+        println!("{}", verifier_for(&config, None)?.to_vkey());
         return Ok(());
     }
     let store = store(&config).await?;
@@ -65,29 +66,33 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand) -> Outcome {
             json,
             ..
         } => {
-            let verifier = verifier(&config, public_key.as_deref())?;
+            let verifier = verifier_for(&config, public_key.as_deref())?;
             verify(store, &verifier, checkpoints, *json).await
         }
         AuditCommand::Checkpoint { json } => checkpoint(&config, store, *json).await,
         AuditCommand::Prove { seq, size, json } => {
-            prove(store, &verifier(&config, None)?, *seq, *size, *json).await
+            prove(store, &verifier_for(&config, None)?, *seq, *size, *json).await
         }
         AuditCommand::Consistency { old, new, json } => {
-            consistency(store, &verifier(&config, None)?, *old, *new, *json).await
+            consistency(store, &verifier_for(&config, None)?, *old, *new, *json).await
         }
-        AuditCommand::Export { out } => export(store, &verifier(&config, None)?, out).await,
+        AuditCommand::Export { out } => export(store, &verifier_for(&config, None)?, out).await,
         AuditCommand::Tail {
             lines,
             follow,
             json,
         } => tail(store, *lines, *follow, *json).await,
+        AuditCommand::Query(args) => super::explain::query(cli, &config, store, args).await,
+        AuditCommand::Explain { id, json } => {
+            super::explain::explain(cli, &config, store, id, *json).await
+        }
         AuditCommand::PublicKey => Ok(()),
     }
 }
 
 /// The log's verifier key: `--public-key FILE`, else derived from the
 /// config's signing key.
-fn verifier(config: &Config, file: Option<&Path>) -> Result<NoteVerifier, Failure> {
+pub(crate) fn verifier_for(config: &Config, file: Option<&Path>) -> Result<NoteVerifier, Failure> {
     if let Some(file) = file {
         return read_public_key(file);
     }
@@ -549,7 +554,7 @@ fn verify_export(dir: &Path, verifier: &NoteVerifier, trusted: &[PathBuf], json:
     report(result, json, &format!("`{}`", dir.display()), false)
 }
 
-fn line(entry: &ChainEntry, json: bool) {
+pub(crate) fn line(entry: &ChainEntry, json: bool) {
     if json {
         let record: serde_json::Value =
             serde_json::from_slice(&entry.body).unwrap_or(serde_json::Value::Null);

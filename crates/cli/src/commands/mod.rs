@@ -4,6 +4,7 @@ mod agent;
 mod approvals;
 mod audit;
 mod cert;
+mod explain;
 mod init;
 mod keys;
 mod policy;

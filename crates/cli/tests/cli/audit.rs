@@ -401,3 +401,88 @@ async fn a_record_changed_before_its_checkpoint_is_never_signed() {
         "no checkpoint covers the changed record"
     );
 }
+
+#[test]
+fn query_filters_and_explain_reads_a_record() {
+    let (_t, dir) = with_records();
+    let lines = |args: &[&str]| {
+        let mut all = vec!["audit", "query", "--json"];
+        all.extend_from_slice(args);
+        let run = warden(&dir, &all);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines(&[]), [6, 5, 4, 3, 2, 1], "newest first");
+    assert_eq!(lines(&["--agent", "b"]), [4, 3]);
+    assert_eq!(lines(&["--kind", "admin", "-n", "2"]), [6, 5]);
+    assert_eq!(lines(&["--before", "5", "-n", "2"]), [4, 3]);
+    assert_eq!(lines(&["--since", "1h"]).len(), 6);
+    assert_eq!(lines(&["--until", "2000-01-01"]), Vec::<u64>::new());
+    assert_eq!(lines(&["--decision", "deny"]), Vec::<u64>::new());
+    let bad = warden(&dir, &["audit", "query", "--since", "last tuesday"]);
+    assert_eq!(bad.code, 3, "{}", bad.stderr);
+    assert!(bad.stderr.contains("invalid --since"), "{}", bad.stderr);
+    let other_tenant = warden(&dir, &["--tenant", "nope", "audit", "query"]);
+    assert_ne!(other_tenant.code, 0);
+
+    let text = warden(&dir, &["audit", "explain", "3"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.starts_with("record 3 · admin · request "),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("on agent b of tenant default"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("agent.create"), "{}", text.stdout);
+    assert!(text.stdout.contains("its hash holds"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("not in a signed checkpoint yet"),
+        "{}",
+        text.stdout
+    );
+    checkpoint(&dir);
+    let json = warden(&dir, &["audit", "explain", "3", "--json"]).json();
+    assert_eq!(json["integrity"]["checkpoint"], 6);
+    assert_eq!(json["integrity"]["checkpoint_signature_ok"], true);
+    let id = json["record"]["request_id"].as_str().unwrap().to_owned();
+    let by_id = warden(&dir, &["audit", "explain", &id, "--json"]).json();
+    assert_eq!(by_id["seq"], 3);
+    let missing = warden(&dir, &["audit", "explain", "999"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("there is no record 999"),
+        "{}",
+        missing.stderr
+    );
+    let unknown = warden(&dir, &["audit", "explain", "no-such-request"]);
+    assert!(
+        unknown
+            .stderr
+            .contains("there is no record `no-such-request`"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[tokio::test]
+async fn explain_says_when_a_record_was_changed() {
+    let (_t, dir) = with_records();
+    sql(&dir, &["UPDATE audit SET body = CAST(replace(CAST(body AS TEXT), 'agent.create', 'agent.delete') AS BLOB) WHERE seq = 3"]).await;
+    let text = warden(&dir, &["audit", "explain", "3"]);
+    assert!(
+        text.stdout.contains("ITS HASH DOES NOT MATCH ITS CONTENT"),
+        "{}",
+        text.stdout
+    );
+}

@@ -81,6 +81,7 @@ impl Exchange {
                 self.rec.tenant = Some(p.tenant.to_string());
                 self.rec.agent = Some(p.agent.to_string());
                 self.rec.user = p.user.as_ref().map(ToString::to_string);
+                self.rec.task = p.task.as_ref().map(|t| t.id.clone());
                 Ok(p)
             }
             Err(e) => Err(self.unauthorized(e).await),

@@ -303,6 +303,7 @@ async fn claim(
         reviewers.join(", "),
         approval.id
     ));
+    ex.rec.reviewers = reviewers.iter().map(|r| (*r).to_owned()).collect();
     ex.rec.approval = Some(approval.id);
     Ok(run)
 }

@@ -523,6 +523,7 @@ async fn decide_and_forward(
 ) -> Response {
     // `connect` to the upstream, then the action itself.
     let decision = engine.authorize_with_reach(&request(who, target));
+    explain(&mut ex, &decision, who, target);
     shadow(&mut ex, &decision, who, target);
     if !decision.is_allow() {
         return ex.denied(id, decision).await;
@@ -579,6 +580,22 @@ async fn decide_and_forward(
         _ => None,
     };
     forward(ex, upstream, id, method, params, who, label).await
+}
+
+/// What the record keeps to explain the decision: the redacted arguments
+/// (hiding what `@redact` names) and the risk the decision saw.
+fn explain(ex: &mut Exchange, decision: &Decision, who: &Caller, target: Target<'_>) {
+    if let Target::Tool { args, .. } = target {
+        ex.rec.args = Some(warden_audit::redact_args(
+            args,
+            &decision.obligations.redact,
+        ));
+    }
+    ex.rec.risk = Some(warden_audit::Risk {
+        score: who.context.risk_score,
+        level: who.context.risk_level().to_owned(),
+        reasons: Vec::new(),
+    });
 }
 
 /// Shadow mode: the candidate policies decide too; where they differ, the

@@ -268,6 +268,12 @@ impl Store for FaultyStore {
     ) -> Result<Vec<warden_approval::Approval>, StoreError> {
         self.inner.overdue_approvals(now, limit).await
     }
+    async fn query_audit(
+        &self,
+        q: &warden_store::AuditQuery,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.inner.query_audit(q).await
+    }
     async fn save_checkpoint(&self, c: &warden_store::StoredCheckpoint) -> Result<(), StoreError> {
         self.inner.save_checkpoint(c).await
     }
@@ -678,6 +684,26 @@ impl Harness {
             })
             .await
             .unwrap();
+    }
+
+    /// `reviewer` (an approver of the default tenant) approves `id` in the
+    /// store, as the console or the CLI would.
+    pub async fn approve_as(&self, id: &str, reviewer: &str) {
+        let mut a = self.store.approval(&tenant(), id).await.unwrap().unwrap();
+        let revision = a.revision;
+        let who = warden_approval::Reviewer {
+            name: reviewer.into(),
+            is_approver: true,
+            tenant: "default".into(),
+            groups: Vec::new(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        a.review(&who, warden_approval::Verdict::Approve, None, now)
+            .unwrap();
+        assert!(self.store.update_approval(&a, revision).await.unwrap());
     }
 
     /// GETs an admin API path with `token`; the JSON answer.

@@ -33,16 +33,7 @@ async fn held(h: &Harness, args: &str) -> String {
 }
 
 async fn approve(h: &Harness, id: &str) {
-    let mut a = h.store.approval(&tenant(), id).await.unwrap().unwrap();
-    let revision = a.revision;
-    let ann = Reviewer {
-        name: "ann".into(),
-        is_approver: true,
-        tenant: "default".into(),
-        groups: Vec::new(),
-    };
-    a.review(&ann, Verdict::Approve, None, now()).unwrap();
-    assert!(h.store.update_approval(&a, revision).await.unwrap());
+    h.approve_as(id, "ann").await;
 }
 
 fn now() -> u64 {

@@ -19,6 +19,7 @@ mod browser;
 mod console;
 mod context;
 mod enforcement;
+mod explain;
 mod fail_closed;
 mod lifecycle;
 mod mtls;
