@@ -13,6 +13,7 @@ mod chain;
 pub mod checkpoint;
 mod log;
 pub mod merkle;
+pub mod ocsf;
 mod record;
 mod redact;
 

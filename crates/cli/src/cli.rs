@@ -541,11 +541,16 @@ pub enum AuditCommand {
         json: bool,
     },
     /// Write the records, the checkpoints and the public key to a directory,
-    /// for verification without the database.
+    /// for verification without the database; or (`--format ocsf`) every
+    /// record as an OCSF 1.3 event, one JSON object per line, for a SIEM.
     Export {
-        /// The directory (created; must not hold an export already).
+        /// The directory (created; must not hold an export already). With
+        /// `--format ocsf`, `-` writes to standard output.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// `native` (records, checkpoints, key) or `ocsf` (`ocsf.jsonl`).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Native)]
+        format: ExportFormat,
     },
     /// Print the log's public key (a note verifier key).
     PublicKey,
@@ -573,6 +578,15 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `warden audit export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Records, checkpoints and the public key: verifiable offline.
+    Native,
+    /// OCSF 1.3 events, one per line.
+    Ocsf,
 }
 
 /// `warden audit query`.

@@ -95,6 +95,44 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// …or this long after the last one.
     pub checkpoint_interval: Duration,
+    /// Where records are streamed.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// An `[[audit.sinks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Its name.
+    pub name: String,
+    /// Where records go.
+    pub target: SinkTarget,
+    /// How each record is written.
+    pub format: SinkFormat,
+    /// Records per write or POST.
+    pub batch: u32,
+}
+
+/// Where a sink sends records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTarget {
+    /// Appended to a file (absolute), one JSON object per line.
+    File(PathBuf),
+    /// POSTed as JSON lines, with an optional bearer token.
+    Http {
+        /// The endpoint.
+        url: String,
+        /// The token's place.
+        token: Option<SecretSource>,
+    },
+}
+
+/// A sink's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkFormat {
+    /// OCSF 1.3 events.
+    Ocsf,
+    /// `{"seq", "hash", "record"}`.
+    Native,
 }
 
 /// `[approvals]`.
@@ -231,6 +269,76 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Where people reach it, without a trailing slash.
     pub public_url: String,
+    /// The scrape token's file (absolute), if any.
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// Whether `url` may receive data: https, or plain http to loopback.
+fn acceptable_url(url: &str) -> bool {
+    url.starts_with("https://")
+        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| url.starts_with(p))
+}
+
+/// Checks the `[[audit.sinks]]` entries.
+fn sinks(raw: Vec<raw::RawSink>, base: &Path) -> Result<Vec<SinkConfig>, String> {
+    let mut out: Vec<SinkConfig> = Vec::new();
+    for s in raw {
+        let name = s.name;
+        if name.is_empty() || out.iter().any(|o| o.name == name) {
+            return Err(format!(
+                "audit sink names must be set and unique (`{name}`)"
+            ));
+        }
+        let token = match (s.token_file, s.token_env) {
+            (None, None) => None,
+            (Some(f), None) => Some(SecretSource::File(base.join(f))),
+            (None, Some(e)) if !e.is_empty() => Some(SecretSource::Env(e)),
+            _ => {
+                return Err(format!(
+                    "audit sink `{name}`: set at most one of `token_file` and `token_env`"
+                ));
+            }
+        };
+        let target = match (s.path, s.url) {
+            (Some(p), None) if token.is_none() => SinkTarget::File(base.join(p)),
+            (Some(_), None) => {
+                return Err(format!("audit sink `{name}`: a token is only for `url`"));
+            }
+            (None, Some(url)) if acceptable_url(&url) => SinkTarget::Http { url, token },
+            (None, Some(_)) => {
+                return Err(format!(
+                    "audit sink `{name}`: the URL must be https:// (plain http only to loopback)"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "audit sink `{name}`: set exactly one of `path` and `url`"
+                ));
+            }
+        };
+        let format = match s.format.as_deref() {
+            None | Some("ocsf") => SinkFormat::Ocsf,
+            Some("native") => SinkFormat::Native,
+            Some(other) => {
+                return Err(format!(
+                    "audit sink `{name}`: `format` is `ocsf` or `native`, not `{other}`"
+                ));
+            }
+        };
+        let batch = s.batch.unwrap_or(500);
+        if !(1..=10_000).contains(&batch) {
+            return Err(format!("audit sink `{name}`: `batch` must be 1 to 10000"));
+        }
+        out.push(SinkConfig {
+            name,
+            target,
+            format,
+            batch,
+        });
+    }
+    Ok(out)
 }
 
 /// Checks the `[[webhooks]]` entries.
@@ -241,10 +349,7 @@ fn webhooks(raw: Vec<raw::RawWebhook>, base: &Path) -> Result<Vec<WebhookConfig>
         if name.is_empty() || out.iter().any(|o| o.name == name) {
             return Err(format!("webhook names must be set and unique (`{name}`)"));
         }
-        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| w.url.starts_with(p));
-        if !(w.url.starts_with("https://") || loopback) {
+        if !acceptable_url(&w.url) {
             return Err(format!(
                 "webhook `{name}`: the URL must be https:// (plain http only to loopback)"
             ));
@@ -548,6 +653,7 @@ impl Config {
             origin,
             checkpoint_every: raw.audit.checkpoint_every,
             checkpoint_interval: raw.audit.checkpoint_interval.0,
+            sinks: sinks(raw.audit.sinks.clone(), &base).map_err(invalid)?,
         };
         if let Some(url) = raw
             .admin
@@ -575,6 +681,7 @@ impl Config {
                     .public_url
                     .map(|u| u.trim_end_matches('/').to_owned())
                     .unwrap_or_else(|| format!("http://{}", raw.admin.listen)),
+                metrics_token_file: raw.admin.metrics_token_file.map(|f| base.join(f)),
             },
             approvals,
             audit,

@@ -90,6 +90,37 @@ pub struct RawAudit {
     /// Default `10s`.
     #[serde(default = "checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
+    /// `[[audit.sinks]]`: where records are streamed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<RawSink>,
+}
+
+/// One `[[audit.sinks]]` entry: records streamed to a file or an HTTP
+/// endpoint, from a durable cursor.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Its name (keys its cursor).
+    pub name: String,
+    /// A file the records are appended to (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// …or an endpoint they are POSTed to as JSON lines (`https://`, or
+    /// `http://` to loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file holding a bearer token for `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding a bearer token for `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// `ocsf` (default) or `native`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Records per write or POST (default 500, at most 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
 }
 
 /// One `[[webhooks]]` entry: an HMAC-signed POST for approval events.
@@ -259,6 +290,10 @@ pub struct RawAdmin {
     /// login links). Default `http://<listen>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// A file holding the bearer token Prometheus scrapes `/metrics` with
+    /// (an operator token works too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// `[storage]`.
@@ -438,6 +473,7 @@ impl Default for RawAdmin {
         Self {
             listen: admin_listen(),
             public_url: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -449,6 +485,7 @@ impl Default for RawAudit {
             origin: None,
             checkpoint_every: checkpoint_every(),
             checkpoint_interval: checkpoint_interval(),
+            sinks: Vec::new(),
         }
     }
 }

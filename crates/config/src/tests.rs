@@ -380,3 +380,59 @@ fn audit_checkpoints() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn audit_sinks() {
+    let c = parse(
+        "[[audit.sinks]]\nname = \"file\"\npath = \"logs/ocsf.jsonl\"\n\
+         [[audit.sinks]]\nname = \"siem\"\nurl = \"https://siem.example/ingest\"\ntoken_env = \"SIEM_TOKEN\"\nformat = \"native\"\nbatch = 50\n",
+    )
+    .unwrap();
+    assert_eq!(c.audit.sinks.len(), 2);
+    let file = &c.audit.sinks[0];
+    assert!(
+        matches!(&file.target, SinkTarget::File(p) if p.ends_with("logs/ocsf.jsonl") && p.is_absolute())
+    );
+    assert_eq!((file.format, file.batch), (SinkFormat::Ocsf, 500));
+    let siem = &c.audit.sinks[1];
+    assert_eq!(
+        siem.target,
+        SinkTarget::Http {
+            url: "https://siem.example/ingest".into(),
+            token: Some(SecretSource::Env("SIEM_TOKEN".into()))
+        }
+    );
+    assert_eq!((siem.format, siem.batch), (SinkFormat::Native, 50));
+    for (bad, says) in [
+        ("name = \"a\"\n", "exactly one of `path` and `url`"),
+        (
+            "name = \"a\"\npath = \"x\"\nurl = \"https://x\"\n",
+            "exactly one",
+        ),
+        ("name = \"a\"\nurl = \"http://siem.example\"\n", "https://"),
+        (
+            "name = \"a\"\npath = \"x\"\ntoken_env = \"T\"\n",
+            "only for `url`",
+        ),
+        (
+            "name = \"a\"\nurl = \"https://x\"\ntoken_env = \"T\"\ntoken_file = \"f\"\n",
+            "at most one",
+        ),
+        (
+            "name = \"a\"\npath = \"x\"\nformat = \"cef\"\n",
+            "`ocsf` or `native`",
+        ),
+        ("name = \"a\"\npath = \"x\"\nbatch = 0\n", "1 to 10000"),
+        ("name = \"\"\npath = \"x\"\n", "unique"),
+        ("name = \"a\"\npath = \"x\"\nretries = 3\n", "unknown field"),
+    ] {
+        let err = parse(&format!("[[audit.sinks]]\n{bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+    let dup = parse(
+        "[[audit.sinks]]\nname = \"a\"\npath = \"x\"\n[[audit.sinks]]\nname = \"a\"\npath = \"y\"\n",
+    );
+    assert!(dup.unwrap_err().to_string().contains("unique"));
+}

@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warden_audit::{AuditRecord, ChainHead, verify_chain};
@@ -82,6 +82,7 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/audit", get(audit_entries))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/audit/search", get(audit_search))
+        .route("/metrics", get(metrics))
         .route("/v1/policy", get(policy_status))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", get(show_approval))
@@ -265,6 +266,70 @@ async fn audit_entries(State(gw): Gw, headers: HeaderMap, Query(page): Query<Pag
             Json(json!({ "entries": records, "next": next })).into_response()
         }
         Err(e) => store_error(&e),
+    }
+}
+
+/// SHA-256 of a bearer token, to compare without leaking its length or
+/// content through timing.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// `GET /metrics`: the scrape token (`[admin] metrics_token_file`) or an
+/// operator token.
+async fn metrics(State(gw): Gw, headers: HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let scraper = match (&gw.metrics_token, bearer) {
+        (Some(want), Some(got)) => digest(got) == *want,
+        _ => false,
+    };
+    if !scraper && let Err(r) = operator(&gw, &headers, Role::Auditor) {
+        return r;
+    }
+    let m = &gw.metrics;
+    let head = gw.store.audit_head().await.map_or(0, |h| h.seq);
+    m.audit_records.set(i64::try_from(head).unwrap_or(i64::MAX));
+    m.audit_queue
+        .set(i64::try_from(gw.audit.pending()).unwrap_or(i64::MAX));
+    if let Ok(Some(c)) = gw.store.latest_checkpoint().await {
+        m.checkpoint_size
+            .set(i64::try_from(c.size).unwrap_or(i64::MAX));
+    }
+    for tenant in &gw.served {
+        if let Ok(open) = gw.store.list_approvals(tenant, true).await {
+            m.approvals_pending
+                .get_or_create(&crate::metrics::Metrics::name(tenant.as_str()))
+                .set(i64::try_from(open.len()).unwrap_or(i64::MAX));
+        }
+    }
+    for sink in &gw.sinks {
+        let label = crate::metrics::Metrics::name(&sink.name);
+        let delivered = sink.delivered.load(std::sync::atomic::Ordering::Relaxed);
+        m.sink_lag
+            .get_or_create(&label)
+            .set(i64::try_from(head.saturating_sub(delivered)).unwrap_or(i64::MAX));
+        m.sink_failures.get_or_create(&label).set(
+            i64::try_from(sink.failures.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(i64::MAX),
+        );
+    }
+    match m.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        ),
     }
 }
 

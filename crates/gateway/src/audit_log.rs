@@ -35,6 +35,11 @@ impl AuditLog {
         }
     }
 
+    /// Outcome records queued and not yet committed.
+    pub fn pending(&self) -> usize {
+        MAX_PENDING.saturating_sub(self.pending.available_permits())
+    }
+
     /// Writes `record` and waits until it is durable; returns its seq.
     pub async fn write(&self, record: &AuditRecord) -> Result<u64, AuditError> {
         let body = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;

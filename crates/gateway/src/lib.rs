@@ -18,11 +18,13 @@ pub mod checkpoints;
 pub mod console;
 mod identity;
 mod mcp;
+mod metrics;
 pub mod notify;
 mod oauth;
 mod policy_handle;
 pub mod review;
 mod sessions;
+mod sinks;
 mod taint;
 mod tls;
 mod upstream;
@@ -80,8 +82,13 @@ pub struct Gateway {
     console: console::ConsoleSessions,
     deliveries: Option<Arc<notify::Deliveries>>,
     audit_signer: Arc<warden_audit::NoteSigner>,
-    /// Dropped or set at shutdown: stops the checkpointer.
-    checkpoint_stop: tokio::sync::watch::Sender<bool>,
+    /// Set at shutdown: stops the checkpointer and the audit sinks.
+    background_stop: tokio::sync::watch::Sender<bool>,
+    /// The audit sinks' progress.
+    sinks: Vec<Arc<sinks::SinkState>>,
+    metrics: metrics::Metrics,
+    /// SHA-256 of the Prometheus scrape token, if one is configured.
+    metrics_token: Option<[u8; 32]>,
     taints: taint::Taints,
     resources: RwLock<HashMap<String, UpstreamName>>,
 }
@@ -169,16 +176,39 @@ impl Gateway {
         let audit = AuditLog::start(store.clone());
         let audit_signer =
             Arc::new(checkpoints::load_signer(&config.audit, true).map_err(StartError::Other)?);
-        let (checkpoint_stop, stopped) = tokio::sync::watch::channel(false);
+        let (background_stop, stopped) = tokio::sync::watch::channel(false);
+        let sinks =
+            sinks::start(&config.audit.sinks, &store, &stopped).map_err(StartError::Other)?;
         checkpoints::run(store.clone(), audit_signer.clone(), &config.audit, stopped);
         let deliveries = notify::Deliveries::start(&config, store.clone(), audit.clone())
             .map_err(StartError::Other)?;
         let sweep = config.approvals.sweep_interval;
+        let metrics_token = match &config.admin.metrics_token_file {
+            Some(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    StartError::Other(format!(
+                        "cannot read the metrics token `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
+                let token = token.trim();
+                if token.len() < 16 {
+                    return Err(StartError::Other(
+                        "the metrics token needs at least 16 characters".into(),
+                    ));
+                }
+                Some(admin::digest(token))
+            }
+            None => None,
+        };
         let gateway = Arc::new(Self {
+            metrics: metrics::Metrics::new(),
+            metrics_token,
             audit,
             deliveries,
             audit_signer,
-            checkpoint_stop,
+            background_stop,
+            sinks,
             config: Arc::new(config),
             store,
             identity,
@@ -257,7 +287,7 @@ impl Gateway {
         for u in self.upstreams.values() {
             u.shutdown().await;
         }
-        let _ = self.checkpoint_stop.send(true);
+        let _ = self.background_stop.send(true);
         if let Err(e) =
             checkpoints::checkpoint_now(self.store.as_ref(), &self.audit_signer, auth::now_secs())
                 .await

@@ -463,6 +463,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError>;
     /// Entries matching `query`, newest first, found through indexes.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<ChainEntry>, StoreError>;
+    /// The last seq the audit sink `name` delivered (0: none).
+    async fn sink_cursor(&self, name: &str) -> Result<u64, StoreError>;
+    /// Records that the sink `name` delivered every entry up to `seq`.
+    async fn set_sink_cursor(&self, name: &str, seq: u64) -> Result<(), StoreError>;
     /// The last entry's seq and hash.
     async fn audit_head(&self) -> Result<ChainHead, StoreError>;
 

@@ -22,7 +22,7 @@ use crate::{
 };
 use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -176,6 +176,13 @@ const MIGRATION_9: &[&str] = &[
     "CREATE INDEX audit_by_time ON audit (rec_tenant, rec_time)",
 ];
 
+/// How far each audit sink has delivered.
+const MIGRATION_10: &[&str] = &["CREATE TABLE sink_cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT"];
+
 /// An audit row as a chain entry (a malformed hash reads as all-ones, which
 /// the verifier reports).
 fn chain_entry(row: &SqliteRow) -> Result<ChainEntry, StoreError> {
@@ -297,7 +304,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
             )));
         }
-        let steps: [&'static [&'static str]; 9] = [
+        let steps: [&'static [&'static str]; 10] = [
             MIGRATION_1,
             MIGRATION_2,
             MIGRATION_3,
@@ -307,6 +314,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             MIGRATION_7,
             MIGRATION_8,
             MIGRATION_9,
+            MIGRATION_10,
         ];
         for (to, statements) in (1_i64..).zip(steps) {
             if version >= to {
@@ -1227,6 +1235,29 @@ impl Store for SqliteStore {
         let mut q = audit_query("SELECT seq, prev_hash, hash, body FROM audit", query);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(chain_entry).collect()
+    }
+
+    async fn sink_cursor(&self, name: &str) -> Result<u64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sink_cursors WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+    }
+
+    async fn set_sink_cursor(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sink_cursors (name, seq, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {

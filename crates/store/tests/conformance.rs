@@ -620,7 +620,17 @@ async fn checkpoints(store: &dyn Store) {
     );
 }
 
+async fn sink_cursors(store: &dyn Store) {
+    assert_eq!(store.sink_cursor("siem").await.unwrap(), 0);
+    store.set_sink_cursor("siem", 42).await.unwrap();
+    store.set_sink_cursor("file", 7).await.unwrap();
+    store.set_sink_cursor("siem", 43).await.unwrap();
+    assert_eq!(store.sink_cursor("siem").await.unwrap(), 43);
+    assert_eq!(store.sink_cursor("file").await.unwrap(), 7);
+}
+
 async fn suite(store: Arc<dyn Store>) {
+    sink_cursors(store.as_ref()).await;
     checkpoints(store.as_ref()).await;
     outbox(store.as_ref()).await;
     approvals(store.as_ref()).await;

@@ -28,7 +28,7 @@ use warden_config::Config;
 use warden_gateway::checkpoints;
 use warden_store::{Store, StoredCheckpoint};
 
-use crate::cli::{AuditCommand, Cli};
+use crate::cli::{AuditCommand, Cli, ExportFormat};
 use crate::context::{config, print_json, store};
 use crate::{Failure, Outcome};
 
@@ -76,7 +76,11 @@ pub async fn run(cli: &Cli, cmd: &AuditCommand) -> Outcome {
         AuditCommand::Consistency { old, new, json } => {
             consistency(store, &verifier_for(&config, None)?, *old, *new, *json).await
         }
-        AuditCommand::Export { out } => export(store, &verifier_for(&config, None)?, out).await,
+        AuditCommand::Export {
+            out,
+            format: ExportFormat::Ocsf,
+        } => export_ocsf(store, out).await,
+        AuditCommand::Export { out, .. } => export(store, &verifier_for(&config, None)?, out).await,
         AuditCommand::Tail {
             lines,
             follow,
@@ -484,6 +488,64 @@ async fn export(store: &dyn Store, verifier: &NoteVerifier, out: &Path) -> Outco
         "verify with: warden audit verify --from {} --public-key <a copy of audit.pub you trust>",
         out.display()
     );
+    Ok(())
+}
+
+/// Every record as an OCSF event, one per line, to `DIR/ocsf.jsonl` or
+/// (`-`) standard output.
+async fn export_ocsf(store: &dyn Store, out: &Path) -> Outcome {
+    let to_stdout = out.as_os_str() == "-";
+    let path = out.join("ocsf.jsonl");
+    let mut w: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(BufWriter::new(std::io::stdout().lock()))
+    } else {
+        if path.exists() {
+            return Err(Failure::Failed(anyhow!(
+                "refusing to overwrite `{}`",
+                path.display()
+            )));
+        }
+        fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
+        Box::new(BufWriter::new(
+            fs::File::create(&path)
+                .with_context(|| format!("cannot write `{}`", path.display()))?,
+        ))
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let (mut after, mut unreadable) = (0, 0u64);
+    loop {
+        let entries = store
+            .audit_entries(after, PAGE)
+            .await
+            .context("cannot read the audit trail")?;
+        if entries.is_empty() {
+            break;
+        }
+        for e in &entries {
+            after = e.seq;
+            let Ok(record) = serde_json::from_slice::<AuditRecord>(&e.body) else {
+                // Not silently: counted, and `audit verify` names it.
+                unreadable += 1;
+                continue;
+            };
+            let event = warden_audit::ocsf::to_ocsf(e.seq, &e.hash, &record, version);
+            serde_json::to_writer(&mut w, &event).context("cannot write the export")?;
+            w.write_all(b"\n").context("cannot write the export")?;
+        }
+    }
+    w.flush().context("cannot write the export")?;
+    if unreadable > 0 {
+        return Err(Failure::Failed(anyhow!(
+            "{unreadable} records are not valid audit records and were not exported: run `warden audit verify`"
+        )));
+    }
+    if !to_stdout {
+        println!(
+            "exported {after} records as OCSF {} events to `{}`",
+            warden_audit::ocsf::OCSF_VERSION,
+            path.display()
+        );
+    }
     Ok(())
 }
 

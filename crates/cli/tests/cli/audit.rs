@@ -486,3 +486,52 @@ async fn explain_says_when_a_record_was_changed() {
         text.stdout
     );
 }
+
+#[test]
+fn records_export_as_ocsf_events() {
+    let (t, dir) = with_records();
+    let out = t.path().join("siem");
+    let run = warden(
+        &dir,
+        &[
+            "audit",
+            "export",
+            "--format",
+            "ocsf",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(out.join("ocsf.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 6);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["metadata"]["sequence"], i as u64 + 1);
+        assert_eq!(e["metadata"]["version"], "1.3.0");
+        assert_eq!(
+            e["class_uid"], 6003,
+            "agent.create and token.issue are API activity: {e}"
+        );
+        assert_eq!(e["actor"]["user"]["type"], "Admin");
+    }
+    assert_eq!(events[0]["activity_name"], "Create");
+    let again = warden(
+        &dir,
+        &[
+            "audit",
+            "export",
+            "--format",
+            "ocsf",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(again.code, 0, "never overwrites");
+    let stdout = warden(&dir, &["audit", "export", "--format", "ocsf", "--out", "-"]);
+    assert_eq!(stdout.code, 0);
+    assert_eq!(stdout.stdout, text);
+}

@@ -16,6 +16,7 @@ use warden_mcp::{ErrorCode, Id, error_response};
 
 use crate::Gateway;
 use crate::auth::{AuthError, Principal, authenticate};
+use crate::metrics::Phase;
 use crate::tls::Peer;
 
 /// A request in flight: the gateway, its record, and when it started.
@@ -67,7 +68,8 @@ impl Exchange {
         headers: &HeaderMap,
     ) -> Result<Principal, Response> {
         let gw = self.gw.clone();
-        match authenticate(
+        let started = Instant::now();
+        let result = authenticate(
             headers,
             &self.peer,
             &gw.identity.verifier,
@@ -75,8 +77,9 @@ impl Exchange {
             &gw.served,
             gw.store.as_ref(),
         )
-        .await
-        {
+        .await;
+        gw.metrics.phase(Phase::Authenticate, started.elapsed());
+        match result {
             Ok(p) => {
                 self.rec.tenant = Some(p.tenant.to_string());
                 self.rec.agent = Some(p.agent.to_string());
@@ -235,7 +238,10 @@ impl Exchange {
     pub(crate) async fn commit(&mut self, id: &Id, decision: Decision) -> Result<(), Response> {
         self.rec.decision = decision;
         self.rec.status = Some(200);
-        match self.gw.audit.write(&self.rec).await {
+        let started = Instant::now();
+        let written = self.gw.audit.write(&self.rec).await;
+        self.gw.metrics.phase(Phase::AuditCommit, started.elapsed());
+        match written {
             Ok(_) => {
                 self.log();
                 Ok(())
@@ -273,6 +279,11 @@ impl Exchange {
     }
 
     fn log(&self) {
+        self.gw.metrics.request(
+            self.rec.decision.effect == warden_core::Effect::Allow,
+            self.rec.upstream.as_deref(),
+            self.rec.method.as_deref(),
+        );
         tracing::info!(
             request_id = %self.rec.request_id,
             agent.id = self.rec.agent.as_deref().unwrap_or("-"),
@@ -285,6 +296,9 @@ impl Exchange {
     }
 
     fn log_outcome(&self, result: &str, latency_ms: u64) {
+        self.gw
+            .metrics
+            .outcome(self.rec.upstream.as_deref().unwrap_or(""), result);
         tracing::info!(request_id = %self.rec.request_id, upstream = self.rec.upstream.as_deref().unwrap_or("-"), result, latency_ms, "upstream outcome");
     }
 

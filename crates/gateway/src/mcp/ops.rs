@@ -522,7 +522,11 @@ async fn decide_and_forward(
     params: &Value,
 ) -> Response {
     // `connect` to the upstream, then the action itself.
+    let started = std::time::Instant::now();
     let decision = engine.authorize_with_reach(&request(who, target));
+    ex.gateway()
+        .metrics
+        .phase(crate::metrics::Phase::Authorize, started.elapsed());
     explain(&mut ex, &decision, who, target);
     shadow(&mut ex, &decision, who, target);
     if !decision.is_allow() {
@@ -635,9 +639,13 @@ async fn forward(
     who: &Caller,
     label: Option<warden_policy::ToolLabel>,
 ) -> Response {
+    let started = std::time::Instant::now();
     let result = upstream
         .call_as(method, Some(params), Some(&who.tenant), who.user.as_ref())
         .await;
+    ex.gateway()
+        .metrics
+        .phase(crate::metrics::Phase::Forward, started.elapsed());
     if let (Ok(_), Some(label)) = (&result, label) {
         ex.gateway().taints.record(&who.session_key, label);
     }

@@ -144,3 +144,71 @@ async fn the_admin_api_needs_an_admin_token_and_audits_changes() {
     let policy: Value = h.admin_json("/v1/policy", &auditor).await;
     assert_eq!(policy["policies"], 2, "the test policy and connect-all");
 }
+
+#[tokio::test]
+async fn metrics_need_a_token_and_count_requests_by_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("scrape.token");
+    std::fs::write(&token_file, "scrape-token-0123456789\n").unwrap();
+    let h = crate::harness::harness_with(
+        r#"permit(principal == Warden::Agent::"a", action == Warden::Action::"crm/get_customer", resource);"#,
+        crate::harness::Options {
+            admin: format!("metrics_token_file = \"{}\"", token_file.display()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let call = |name: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"id":"c-1"}}}}}}"#
+        )
+    };
+    h.post("/mcp/crm", Some(&h.token("a")), call("get_customer"))
+        .await;
+    h.post("/mcp/crm", Some(&h.token("a")), call("update_customer"))
+        .await;
+    h.post("/mcp/crm", Some("forged"), call("get_customer"))
+        .await;
+    h.records().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/metrics", h.admin);
+    for token in [
+        None,
+        Some("wrong-token-0123456789"),
+        Some(h.token("a").as_str()),
+    ] {
+        let mut req = http.get(&url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), 401);
+    }
+    let scrape = |token: String| {
+        let req = http.get(&url).bearer_auth(token);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let text = scrape("scrape-token-0123456789".into()).await;
+    for line in [
+        r#"warden_requests_total{decision="allow",upstream="crm",method="tools/call"} 1"#,
+        r#"warden_requests_total{decision="deny",upstream="crm",method="tools/call"} 1"#,
+        r#"warden_requests_total{decision="deny",upstream="",method="none"} 1"#,
+        r#"warden_upstream_calls_total{upstream="crm",result="ok"} 1"#,
+        r#"warden_phase_duration_seconds_count{phase="authenticate"} 3"#,
+        r#"warden_phase_duration_seconds_count{phase="authorize"} 2"#,
+        r#"warden_phase_duration_seconds_count{phase="audit_commit"} 1"#,
+        r#"warden_phase_duration_seconds_count{phase="forward"} 1"#,
+        r#"warden_approvals_pending{name="default"} 0"#,
+        "warden_audit_queue_depth 0",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(text.contains("warden_audit_records "), "{text}");
+    assert!(!text.contains("c-1"), "no arguments in metrics");
+    // An operator token works too.
+    let auditor = h
+        .issuer
+        .issue_admin("prom", Role::Auditor, std::time::Duration::from_secs(60))
+        .unwrap()
+        .token;
+    assert!(scrape(auditor).await.contains("warden_requests_total"));
+}

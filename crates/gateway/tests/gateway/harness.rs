@@ -72,6 +72,8 @@ pub struct Options {
     pub shadow: Option<&'static str>,
     /// Further tenants and their policies.
     pub tenants: Vec<(&'static str, &'static str)>,
+    /// Extra `[admin]` lines.
+    pub admin: String,
 }
 
 impl Default for Options {
@@ -89,6 +91,7 @@ impl Default for Options {
             crm_extra: "",
             shadow: None,
             tenants: Vec::new(),
+            admin: String::new(),
         }
     }
 }
@@ -274,6 +277,12 @@ impl Store for FaultyStore {
     ) -> Result<Vec<ChainEntry>, StoreError> {
         self.inner.query_audit(q).await
     }
+    async fn sink_cursor(&self, name: &str) -> Result<u64, StoreError> {
+        self.inner.sink_cursor(name).await
+    }
+    async fn set_sink_cursor(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        self.inner.set_sink_cursor(name, seq).await
+    }
     async fn save_checkpoint(&self, c: &warden_store::StoredCheckpoint) -> Result<(), StoreError> {
         self.inner.save_checkpoint(c).await
     }
@@ -413,6 +422,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         {tenants_toml}
         [admin]
         listen = "127.0.0.1:0"
+        {admin}
         [storage]
         url = "sqlite://warden.db"
         [policy]
@@ -441,6 +451,7 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         crm_auth = options.crm_auth.map_or_else(String::new, |a| format!("auth = {a}")),
         crm_extra = options.crm_extra,
         shadow = if options.shadow.is_some() { "shadow_dir = \"candidate\"" } else { "" },
+        admin = options.admin,
     );
     let tls = options.tls.is_some();
     let config = Config::parse(&config_text, &dir.path().join("warden.toml")).unwrap();

@@ -24,4 +24,5 @@ mod fail_closed;
 mod lifecycle;
 mod mtls;
 mod secrets;
+mod sinks;
 mod tenants;
