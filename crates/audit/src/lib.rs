@@ -11,6 +11,7 @@
 
 mod chain;
 pub mod checkpoint;
+pub mod explain;
 mod log;
 pub mod merkle;
 pub mod ocsf;

@@ -362,14 +362,12 @@ async fn audit_search(State(gw): Gw, headers: HeaderMap, Query(s): Query<Search>
     let time = |name: &str, v: &Option<String>| -> Result<Option<String>, Response> {
         v.as_deref()
             .map(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .map(warden_store::AuditQuery::time_bound)
-                    .map_err(|_| {
-                        error(
-                            StatusCode::BAD_REQUEST,
-                            &format!("`{name}` must be an RFC 3339 time"),
-                        )
-                    })
+                warden_store::AuditQuery::parse_time_bound(t).ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("`{name}` must be an RFC 3339 time or a date (YYYY-MM-DD)"),
+                    )
+                })
             })
             .transpose()
     };

@@ -234,6 +234,23 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
+    /// A time bound from RFC 3339 (`2026-11-23T10:00:00Z`) or a date
+    /// (`2026-11-23`: midnight UTC); none if it is neither.
+    pub fn parse_time_bound(text: &str) -> Option<String> {
+        use time::format_description::well_known::Rfc3339;
+        let at = time::OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .or_else(|| {
+                let format = time::macros::format_description!("[year]-[month]-[day]");
+                time::Date::parse(text, &format)
+                    .ok()
+                    .map(|d| time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT).assume_utc())
+            })?;
+        (0..=9999)
+            .contains(&at.year())
+            .then(|| Self::time_bound(at))
+    }
+
     /// A time bound as queries compare it: `YYYY-MM-DDTHH:MM:SS` in UTC
     /// (records' times have fractions of a second; bounds are by the second).
     pub fn time_bound(at: time::OffsetDateTime) -> String {

@@ -4,9 +4,7 @@
 
 use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
+use time::OffsetDateTime;
 use warden_audit::{AuditRecord, ChainEntry, chain_hash, verify_checkpoint};
 use warden_config::Config;
 use warden_store::{AuditQuery, Store};
@@ -22,15 +20,12 @@ fn bound(flag: &str, text: &str, now: OffsetDateTime) -> Result<String, Failure>
             "invalid {flag} `{text}`: give an RFC 3339 time (2026-11-23T10:00:00Z), a date (2026-11-23) or an age (1h, 30m, 7days)"
         ))
     };
-    let at = if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
-        t
-    } else if let Ok(d) = Date::parse(text, format_description!("[year]-[month]-[day]")) {
-        PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_utc()
-    } else {
-        let age = humantime::parse_duration(text).map_err(|_| invalid())?;
-        let age = time::Duration::try_from(age).map_err(|_| invalid())?;
-        now.checked_sub(age).ok_or_else(invalid)?
-    };
+    if let Some(bound) = AuditQuery::parse_time_bound(text) {
+        return Ok(bound);
+    }
+    let age = humantime::parse_duration(text).map_err(|_| invalid())?;
+    let age = time::Duration::try_from(age).map_err(|_| invalid())?;
+    let at = now.checked_sub(age).ok_or_else(invalid)?;
     if !(0..=9999).contains(&at.year()) {
         return Err(invalid());
     }
@@ -208,137 +203,28 @@ fn explanation(
     related: &[ChainEntry],
     integrity: &Integrity,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut row = |label: &str, text: String| out.push(format!("  {label:<10} {text}"));
     let kind = format!("{:?}", r.kind).to_lowercase();
-    let header = format!(
+    let mut lines = vec![format!(
         "record {seq} · {kind} · request {} · {}",
         r.request_id, r.time
-    );
-    let mut who = match (&r.agent, r.kind) {
-        (Some(a), warden_audit::RecordKind::Admin) => {
-            format!("{} on agent {a}", r.user.as_deref().unwrap_or("-"))
-        }
-        (Some(a), _) => format!("agent {a}"),
-        (None, _) => "unauthenticated".to_owned(),
-    };
-    if let Some(t) = &r.tenant {
-        who.push_str(&format!(" of tenant {t}"));
-    }
-    if r.kind != warden_audit::RecordKind::Admin
-        && let Some(u) = &r.user
-    {
-        who.push_str(&format!(", acting for user {u}"));
-    }
-    if let Some(t) = &r.task {
-        who.push_str(&format!(", task {t}"));
-    }
-    if let Some(s) = &r.source {
-        who.push_str(&format!(", from {s}"));
-    }
-    row("who", who);
-    let mut what = r.method.clone().unwrap_or_else(|| "-".into());
-    if let Some(a) = &r.action {
-        what.push_str(&format!(" → {a}"));
-    }
-    if let Some(u) = &r.upstream {
-        what.push_str(&format!(" on upstream {u}"));
-    }
-    what.push_str(&format!(" (at {})", r.endpoint));
-    row("what", what);
-    if let Some(d) = &r.args_digest {
-        let shown = r.args.as_ref().map(Value::to_string).unwrap_or_default();
-        row("arguments", format!("sha256 {d} {shown}"));
-    }
-    let effect = format!("{:?}", r.decision.effect).to_uppercase();
-    row("decision", effect);
-    if !r.decision.policies.is_empty() {
-        row("policies", r.decision.policies.join(", "));
-    }
-    for (i, reason) in r.decision.reasons.iter().enumerate() {
-        row(if i == 0 { "why" } else { "" }, format!("· {reason}"));
-    }
-    for e in &r.decision.errors {
-        row("error", e.clone());
-    }
-    let o = &r.decision.obligations;
-    if let Some(a) = o.approval {
-        let groups = if o.approver_groups.is_empty() {
-            String::new()
-        } else {
-            format!(" from groups {}", o.approver_groups.join(", "))
-        };
-        let who = match a {
-            warden_core::Approval::Required => "one approver",
-            warden_core::Approval::Dual => "two distinct approvers",
-        };
-        row("requires", format!("{who}{groups}"));
-    }
-    if !o.redact.is_empty() {
-        row("redacts", o.redact.join(", "));
-    }
-    if let Some(a) = &r.approval {
-        let by = if r.reviewers.is_empty() {
-            String::new()
-        } else {
-            format!(", approved by {}", r.reviewers.join(", "))
-        };
-        row("approval", format!("{a}{by}"));
-    }
-    if let Some(risk) = &r.risk {
-        let why = if risk.reasons.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", risk.reasons.join("; "))
-        };
-        row("risk", format!("{} ({}){why}", risk.score, risk.level));
-    }
-    if let Some(s) = r.status {
-        let err = r
-            .error
-            .as_deref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        row("answer", format!("HTTP {s}{err}"));
-    }
-    let outcome = |o: &warden_audit::Outcome| {
-        let detail = o
-            .detail
-            .as_deref()
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        format!("{} in {} ms{detail}", o.result, o.latency_ms)
-    };
-    if let Some(o) = &r.outcome {
-        row("outcome", outcome(o));
+    )];
+    let mut row = |label: &str, text: String| lines.push(format!("  {label:<10} {text}"));
+    for (label, text) in warden_audit::explain::rows(r) {
+        row(label, text);
     }
     for e in related {
         if let Ok(other) = serde_json::from_slice::<AuditRecord>(&e.body) {
-            let text = match &other.outcome {
-                Some(o) => format!("{} (record {})", outcome(o), e.seq),
-                None => format!("record {} ({:?})", e.seq, other.kind).to_lowercase(),
-            };
-            row(
-                if other.outcome.is_some() {
-                    "outcome"
-                } else {
-                    "related"
-                },
-                text,
-            );
+            match &other.outcome {
+                Some(o) => row(
+                    "outcome",
+                    format!("{} (record {})", warden_audit::explain::outcome(o), e.seq),
+                ),
+                None => row(
+                    "related",
+                    format!("record {} ({:?})", e.seq, other.kind).to_lowercase(),
+                ),
+            }
         }
-    }
-    if let Some(s) = &r.shadow {
-        row(
-            "shadow",
-            format!(
-                "candidate policies {} would {:?}: {}",
-                s.version,
-                s.decision.effect,
-                s.decision.reasons.join("; ")
-            )
-            .to_lowercase(),
-        );
     }
     let mut state = if integrity.hash_ok {
         format!("its hash holds ({})", integrity.hash)
@@ -355,7 +241,5 @@ fn explanation(
         (None, _) => state.push_str("; not in a signed checkpoint yet"),
     }
     row("integrity", state);
-    let mut lines = vec![header];
-    lines.extend(out);
     lines
 }

@@ -10,6 +10,7 @@
 //! page is sent with a strict content security policy and is never cached.
 //! Each request re-reads the user: a disabled user's session is over.
 
+mod audit;
 mod pages;
 mod session;
 
@@ -65,6 +66,8 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
         .route("/console/logout", axum::routing::post(logout))
         .route("/console/approvals", get(inbox))
         .route("/console/approvals/{id}", get(detail).post(decide))
+        .route("/console/audit", get(audit::list))
+        .route("/console/audit/{seq}", get(audit::record))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(gw)
 }
@@ -186,6 +189,11 @@ impl SignedIn {
     /// Approvers decide; admins and auditors may look.
     fn may_read(&self) -> bool {
         matches!(self.user.role.as_str(), "approver" | "admin" | "auditor")
+    }
+
+    /// Admins and auditors read the audit trail.
+    fn may_audit(&self) -> bool {
+        matches!(self.user.role.as_str(), "admin" | "auditor")
     }
 }
 

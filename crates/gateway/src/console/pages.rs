@@ -45,8 +45,13 @@ pub(super) struct Viewer<'a> {
 /// A whole page around `body`.
 pub(super) fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: &str) -> String {
     let nav = viewer.map_or_else(String::new, |v| {
+        let audit = if matches!(v.role, "admin" | "auditor") {
+            r#" <a href="/console/audit">Audit</a>"#
+        } else {
+            ""
+        };
         format!(
-            r#"<nav><a href="/console/approvals">Pending</a> <a href="/console/approvals?all=true">All approvals</a>
+            r#"<nav><a href="/console/approvals">Pending</a> <a href="/console/approvals?all=true">All approvals</a>{audit}
 <span class="who">{user} ({role}, tenant {tenant})</span>
 <form method="post" action="/console/logout" class="inline"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" id="logout">Sign out</button></form></nav>"#,
             user = escape(v.user),
@@ -188,6 +193,150 @@ pub(super) fn inbox(viewer: &Viewer<'_>, list: &[Approval], all: bool) -> String
         Some(viewer),
         &body,
     )
+}
+
+/// One line of the audit explorer.
+#[derive(Debug, Clone)]
+pub(super) struct AuditRow {
+    pub(super) seq: u64,
+    pub(super) time: String,
+    pub(super) kind: String,
+    pub(super) agent: String,
+    pub(super) action: String,
+    pub(super) decision: String,
+    pub(super) reason: String,
+}
+
+/// A record's integrity as the explorer checked it.
+#[derive(Debug, Clone)]
+pub(super) struct AuditIntegrity {
+    pub(super) hash_ok: bool,
+    pub(super) hash: String,
+    pub(super) link_ok: bool,
+    pub(super) checkpoint: Option<u64>,
+    pub(super) checkpoint_signed: bool,
+}
+
+fn audit_table(rows: &[AuditRow], id: &str) -> String {
+    let mut body = format!(
+        r#"<table id="{id}"><thead><tr><th>Seq</th><th>Time</th><th>Kind</th><th>Agent</th><th>Action</th><th>Decision</th><th>Reason</th></tr></thead><tbody>"#
+    );
+    for r in rows {
+        let _ = write!(
+            body,
+            r#"<tr data-seq="{seq}"><td><a href="/console/audit/{seq}">{seq}</a></td><td>{time}</td><td>{kind}</td><td>{agent}</td><td><code>{action}</code></td><td class="decision-{decision}">{decision}</td><td>{reason}</td></tr>"#,
+            seq = r.seq,
+            time = escape(&r.time),
+            kind = escape(&r.kind),
+            agent = escape(&r.agent),
+            action = escape(&r.action),
+            decision = escape(&r.decision),
+            reason = escape(&r.reason),
+        );
+    }
+    body.push_str("</tbody></table>");
+    body
+}
+
+/// The audit explorer: the filter form and the matching records.
+pub(super) fn audit_list(
+    viewer: &Viewer<'_>,
+    f: &super::audit::Filters,
+    rows: &[AuditRow],
+    older: Option<&str>,
+    error: Option<&str>,
+) -> String {
+    let select = |name: &str, current: &str, options: &[&str]| {
+        let mut s = format!(r#"<select name="{name}" id="f-{name}"><option value="">any</option>"#);
+        for o in options {
+            let selected = if *o == current { " selected" } else { "" };
+            let _ = write!(s, r#"<option value="{o}"{selected}>{o}</option>"#);
+        }
+        s.push_str("</select>");
+        s
+    };
+    let input = |name: &str, value: &str, hint: &str| {
+        format!(
+            r#"<label>{name} <input name="{name}" id="f-{name}" value="{value}" placeholder="{hint}"></label>"#,
+            value = escape(value),
+        )
+    };
+    let mut body = format!(
+        r#"<form method="get" action="/console/audit" id="filters">{agent} {user} {tool} <label>decision {decision}</label> <label>kind {kind}</label> {since} {until} <button type="submit" id="search">Search</button></form>"#,
+        agent = input("agent", &f.agent, "agent name"),
+        user = input("user", &f.user, "user name"),
+        tool = input("tool", &f.tool, "upstream/tool"),
+        decision = select("decision", &f.decision, &["allow", "deny"]),
+        kind = select("kind", &f.kind, &["request", "outcome", "admin"]),
+        since = input("since", &f.since, "YYYY-MM-DD"),
+        until = input("until", &f.until, "YYYY-MM-DD"),
+    );
+    if let Some(e) = error {
+        let _ = write!(body, r#"<p class="error" id="error">{}</p>"#, escape(e));
+    } else if rows.is_empty() {
+        body.push_str(r#"<p id="empty">No record matches.</p>"#);
+    } else {
+        body.push_str(&audit_table(rows, "records"));
+        if let Some(link) = older {
+            let _ = write!(
+                body,
+                r#"<p><a href="{}" id="older">Older records</a></p>"#,
+                escape(link)
+            );
+        }
+    }
+    layout("Audit trail", Some(viewer), &body)
+}
+
+/// One record explained, with its related records and integrity.
+pub(super) fn audit_record(
+    viewer: &Viewer<'_>,
+    seq: u64,
+    r: &warden_audit::AuditRecord,
+    rows: &[(&'static str, String)],
+    related: &[AuditRow],
+    integrity: &AuditIntegrity,
+) -> String {
+    let mut body = format!(
+        r#"<p>Record {seq} · {kind} · request <code>{id}</code> · {time}</p><table id="explanation"><tbody>"#,
+        kind = escape(&format!("{:?}", r.kind).to_lowercase()),
+        id = escape(&r.request_id),
+        time = escape(&r.time),
+    );
+    for (label, text) in rows {
+        let _ = write!(
+            body,
+            r#"<tr><th>{}</th><td>{}</td></tr>"#,
+            escape(label),
+            escape(text)
+        );
+    }
+    body.push_str("</tbody></table>");
+    if !related.is_empty() {
+        body.push_str("<h2>Same request</h2>");
+        body.push_str(&audit_table(related, "related"));
+    }
+    let check = |ok: bool| if ok { "holds" } else { "BROKEN" };
+    let checkpoint = match (integrity.checkpoint, integrity.checkpoint_signed) {
+        (Some(size), true) => format!(
+            "covered by the signed checkpoint of size {size} (signature verified; <code>warden audit prove {seq}</code> proves inclusion)"
+        ),
+        (Some(size), false) => {
+            format!("the checkpoint of size {size} covers it, but its signature does NOT verify")
+        }
+        (None, _) => "not in a signed checkpoint yet".to_owned(),
+    };
+    let _ = write!(
+        body,
+        r#"<h2>Integrity</h2><ul id="integrity"><li class="{h}">its hash {hash_state} (<code>{hash}</code>)</li><li class="{l}">its link to record {prev} {link_state}</li><li>{checkpoint}</li></ul>"#,
+        h = if integrity.hash_ok { "ok" } else { "bad" },
+        l = if integrity.link_ok { "ok" } else { "bad" },
+        hash_state = check(integrity.hash_ok),
+        hash = escape(&integrity.hash),
+        prev = seq.saturating_sub(1),
+        link_state = check(integrity.link_ok),
+    );
+    layout(&format!("Audit record {seq}"), Some(viewer), &body)
 }
 
 /// What the detail page says after an action.
@@ -421,5 +570,55 @@ mod tests {
         let mut done = a;
         done.state = State::Executed;
         assert!(!detail(&viewer(), &done, true, &Notice::default()).contains(r#"id="approve""#));
+    }
+
+    #[test]
+    fn the_audit_pages_escape_what_agents_control() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let row = AuditRow {
+            seq: 7,
+            time: evil.into(),
+            kind: "request".into(),
+            agent: evil.into(),
+            action: evil.into(),
+            decision: "deny".into(),
+            reason: evil.into(),
+        };
+        let filters = super::super::audit::Filters {
+            agent: evil.into(),
+            ..Default::default()
+        };
+        let list = audit_list(
+            &viewer(),
+            &filters,
+            std::slice::from_ref(&row),
+            Some("/console/audit?before=7&agent=\"x"),
+            None,
+        );
+        assert!(!list.contains("<img"), "{list}");
+        assert!(
+            list.contains(r#"href="/console/audit?before=7&amp;agent=&quot;x""#),
+            "{list}"
+        );
+        let mut r = warden_audit::AuditRecord::request(evil.into(), evil.into(), None);
+        r.request_id = evil.into();
+        let integrity = AuditIntegrity {
+            hash_ok: false,
+            hash: "00".into(),
+            link_ok: true,
+            checkpoint: None,
+            checkpoint_signed: false,
+        };
+        let page = audit_record(
+            &viewer(),
+            7,
+            &r,
+            &[("who", evil.into())],
+            &[row],
+            &integrity,
+        );
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("its hash BROKEN"), "{page}");
+        assert!(page.contains("its link to record 6 holds"), "{page}");
     }
 }

@@ -481,3 +481,103 @@ async fn hostile_sign_ins_and_sessions_are_refused() {
     let a = h.store.approval(&tenant(), &id).await.unwrap().unwrap();
     assert_eq!((a.state, a.reviews.len()), (State::Pending, 0));
 }
+
+#[tokio::test]
+async fn auditors_explore_the_trail_and_see_each_records_integrity() {
+    let h = harness(POLICY).await;
+    user(&h, "ida", "auditor", Some(PASSWORD)).await;
+    user(&h, "bob", "approver", Some(PASSWORD)).await;
+    held(&h, r#"{"id":"c-1","email":"a@example.com"}"#).await;
+    h.post("/mcp/crm", Some("forged-token"), update(r#"{"id":"c-2"}"#))
+        .await;
+
+    let mut bob = Browser::new(&h);
+    bob.sign_in("bob", PASSWORD).await;
+    assert_eq!(
+        bob.get("/console/audit").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        !bob.get("/console/approvals")
+            .await
+            .body
+            .contains(r#"href="/console/audit""#)
+    );
+
+    let mut ida = Browser::new(&h);
+    assert_eq!(
+        ida.sign_in("ida", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let all = ida.get("/console/audit").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert!(all.body.contains(r#"id="records""#), "{}", all.body);
+    assert!(all.body.contains("held for human approval"), "{}", all.body);
+    assert!(
+        all.body.contains("unauthenticated"),
+        "the default tenant sees refused strangers"
+    );
+    let denied = ida
+        .get("/console/audit?agent=a&decision=deny&kind=request")
+        .await;
+    let rows = denied.body.matches("<tr data-seq=").count();
+    assert_eq!(rows, 1, "{}", denied.body);
+    let seq: u64 = denied
+        .body
+        .split(r#"<tr data-seq=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bad = ida.get("/console/audit?decision=maybe").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("decision must be one of allow, deny"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(
+        ida.get("/console/audit?since=last+week").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let page = ida.get(&format!("/console/audit/{seq}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for text in [
+        "crm/update_customer",
+        "change-needs-approval",
+        "customer changes need an approver",
+        "one approver",
+        "[redacted: 3 chars]",
+        "its hash holds",
+        "holds</li>",
+        "not in a signed checkpoint yet",
+    ] {
+        assert!(page.body.contains(text), "missing {text}: {}", page.body);
+    }
+    assert!(
+        !page.body.contains("a@example.com"),
+        "arguments are never shown"
+    );
+    let signer = warden_gateway::checkpoints::load_signer(&h.config.audit, false).unwrap();
+    warden_gateway::checkpoints::checkpoint_now(h.store.as_ref(), &signer, 1)
+        .await
+        .unwrap();
+    let signed = ida.get(&format!("/console/audit/{seq}")).await;
+    assert!(
+        signed.body.contains("signature verified"),
+        "{}",
+        signed.body
+    );
+    assert_eq!(
+        ida.get("/console/audit/999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ida.get("/console/audit/abc").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -39,7 +39,7 @@ pub struct Harness {
     #[allow(dead_code, reason = "kept alive for the test's duration")]
     pub gateway: Arc<Gateway>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    config: Config,
+    pub config: Config,
 }
 
 impl Drop for Harness {
