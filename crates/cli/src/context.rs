@@ -11,21 +11,39 @@ use warden_store::Store;
 use crate::Failure;
 use crate::cli::{Cli, Command, LogFormat};
 
-pub fn init_logging(cli: &Cli) {
+/// Logs to stderr (filtered by `WARDEN_LOG`), and, with a tracer
+/// provider, the gateway's spans to OpenTelemetry (whatever the log level).
+pub fn init_logging(cli: &Cli, traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if matches!(cli.command, Command::Serve) {
         "info"
     } else {
         "warn"
     };
     let filter = EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match cli.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    let logs = match cli.log_format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    }
+    .with_filter(filter);
+    let spans = traces.map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("warden"))
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("warden_gateway", tracing::Level::INFO),
+            )
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
 }
 
 /// Loads the config; any problem is an invalid-config failure (exit 3).

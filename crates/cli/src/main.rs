@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod context;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -35,7 +36,10 @@ pub type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    context::init_logging(&cli);
+    // `serve` starts its logging once it has read `[telemetry]`.
+    if !matches!(cli.command, cli::Command::Serve) {
+        context::init_logging(&cli, None);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -76,6 +76,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// The audit log's checkpoints.
     pub audit: AuditConfig,
+    /// Traces.
+    pub telemetry: TelemetryConfig,
     /// Where approval events are sent.
     pub webhooks: Vec<WebhookConfig>,
     /// Tenants served beside the default one, with their policy folders.
@@ -97,6 +99,17 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Where records are streamed.
     pub sinks: Vec<SinkConfig>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector's base URL; none: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name`.
+    pub service_name: String,
+    /// The share of requests traced.
+    pub sample_ratio: f64,
 }
 
 /// An `[[audit.sinks]]` entry.
@@ -655,6 +668,28 @@ impl Config {
             checkpoint_interval: raw.audit.checkpoint_interval.0,
             sinks: sinks(raw.audit.sinks.clone(), &base).map_err(invalid)?,
         };
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: match raw.telemetry.otlp_endpoint.clone() {
+                Some(u) if acceptable_url(&u) => Some(u.trim_end_matches('/').to_owned()),
+                Some(u) => {
+                    return Err(invalid(format!(
+                        "`telemetry.otlp_endpoint` must be https:// (plain http only to loopback), not `{u}`"
+                    )));
+                }
+                None => None,
+            },
+            service_name: raw
+                .telemetry
+                .service_name
+                .clone()
+                .unwrap_or_else(|| "warden".into()),
+            sample_ratio: raw.telemetry.sample_ratio.unwrap_or(1.0),
+        };
+        if !(0.0..=1.0).contains(&telemetry.sample_ratio) || telemetry.service_name.is_empty() {
+            return Err(invalid(
+                "`telemetry.sample_ratio` must be 0 to 1 and `telemetry.service_name` set".into(),
+            ));
+        }
         if let Some(url) = raw
             .admin
             .public_url
@@ -685,6 +720,7 @@ impl Config {
             },
             approvals,
             audit,
+            telemetry,
             webhooks,
             storage_url: storage_url(&raw.storage.url, &base).map_err(invalid)?,
             policy: PolicyConfig {

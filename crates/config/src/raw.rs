@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// `[audit]`.
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[telemetry]`: OpenTelemetry traces.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
     /// `[[webhooks]]`: where approval events are sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<RawWebhook>,
@@ -93,6 +96,23 @@ pub struct RawAudit {
     /// `[[audit.sinks]]`: where records are streamed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<RawSink>,
+}
+
+/// `[telemetry]`: traces over OTLP/HTTP (JSON), one span per request and
+/// one per phase.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// The collector's base URL (`http://127.0.0.1:4318`); spans go to
+    /// `<endpoint>/v1/traces`. None: no traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans (default `warden`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The share of requests traced, 0 to 1 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
 }
 
 /// One `[[audit.sinks]]` entry: records streamed to a file or an HTTP

@@ -436,3 +436,32 @@ fn audit_sinks() {
     );
     assert!(dup.unwrap_err().to_string().contains("unique"));
 }
+
+#[test]
+fn telemetry() {
+    let c = parse("").unwrap();
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(
+        (c.telemetry.service_name.as_str(), c.telemetry.sample_ratio),
+        ("warden", 1.0)
+    );
+    let c = parse("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/\"\nservice_name = \"gw-eu\"\nsample_ratio = 0.1\n").unwrap();
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+    assert_eq!(
+        (c.telemetry.service_name.as_str(), c.telemetry.sample_ratio),
+        ("gw-eu", 0.1)
+    );
+    for bad in [
+        "otlp_endpoint = \"http://collector.example:4318\"",
+        "otlp_endpoint = \"ftp://x\"",
+        "sample_ratio = 1.5",
+        "sample_ratio = -0.1",
+        "service_name = \"\"",
+        "endpoint = \"https://x\"",
+    ] {
+        assert!(parse(&format!("[telemetry]\n{bad}\n")).is_err(), "{bad}");
+    }
+}

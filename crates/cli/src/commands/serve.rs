@@ -10,6 +10,21 @@ use crate::{Failure, Outcome};
 
 pub async fn run(cli: &Cli) -> Outcome {
     let config = config(cli)?;
+    let traces = crate::telemetry::provider(&config.telemetry).map_err(Failure::Invalid)?;
+    crate::context::init_logging(cli, traces.as_ref());
+    let served = serve(cli, config).await;
+    if let Some(p) = traces {
+        // Flushes the spans still batched.
+        match tokio::task::spawn_blocking(move || p.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("traces not flushed: {e}"),
+            Err(e) => tracing::warn!("traces not flushed: {e}"),
+        }
+    }
+    served
+}
+
+async fn serve(_cli: &Cli, config: warden_config::Config) -> Outcome {
     let store = store(&config).await?;
     let gateway_addr = config.gateway.listen;
     let admin_addr = config.admin.listen;

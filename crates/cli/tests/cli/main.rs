@@ -17,6 +17,7 @@ mod examples;
 mod identity;
 mod serve;
 mod tasks;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

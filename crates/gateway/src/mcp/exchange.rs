@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -77,6 +79,7 @@ impl Exchange {
             &gw.served,
             gw.store.as_ref(),
         )
+        .instrument(tracing::info_span!("authenticate"))
         .await;
         gw.metrics.phase(Phase::Authenticate, started.elapsed());
         match result {
@@ -239,7 +242,12 @@ impl Exchange {
         self.rec.decision = decision;
         self.rec.status = Some(200);
         let started = Instant::now();
-        let written = self.gw.audit.write(&self.rec).await;
+        let written = self
+            .gw
+            .audit
+            .write(&self.rec)
+            .instrument(tracing::info_span!("audit_commit"))
+            .await;
         self.gw.metrics.phase(Phase::AuditCommit, started.elapsed());
         match written {
             Ok(_) => {
@@ -279,11 +287,21 @@ impl Exchange {
     }
 
     fn log(&self) {
+        let allowed = self.rec.decision.effect == warden_core::Effect::Allow;
         self.gw.metrics.request(
-            self.rec.decision.effect == warden_core::Effect::Allow,
+            allowed,
             self.rec.upstream.as_deref(),
             self.rec.method.as_deref(),
         );
+        let span = tracing::Span::current();
+        if let Some(a) = &self.rec.agent {
+            span.record("agent", a.as_str());
+        }
+        if let Some(m) = &self.rec.method {
+            span.record("method", m.chars().take(64).collect::<String>().as_str());
+        }
+        span.record("decision", if allowed { "allow" } else { "deny" });
+        span.record("status", self.rec.status.unwrap_or(0));
         tracing::info!(
             request_id = %self.rec.request_id,
             agent.id = self.rec.agent.as_deref().unwrap_or("-"),

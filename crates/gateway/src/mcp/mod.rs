@@ -108,7 +108,34 @@ pub(crate) async fn delete_session(
     }
 }
 
+/// One MCP request, in a trace span of its own (its phases are child
+/// spans; see `Exchange`). The span carries ids and the decision, never
+/// arguments or credentials.
 async fn handle(
+    gw: Arc<Gateway>,
+    upstream: Option<String>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        "request",
+        otel.name = "mcp request",
+        otel.kind = "server",
+        request_id = tracing::field::Empty,
+        endpoint = tracing::field::Empty,
+        agent = tracing::field::Empty,
+        method = tracing::field::Empty,
+        decision = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    handle_in_span(gw, upstream, peer, headers, body)
+        .instrument(span)
+        .await
+}
+
+async fn handle_in_span(
     gw: Arc<Gateway>,
     upstream: Option<String>,
     peer: Peer,
@@ -120,6 +147,9 @@ async fn handle(
         |u| format!("/mcp/{}", u.chars().take(64).collect::<String>()),
     );
     let mut ex = Exchange::new(&gw, endpoint, &peer);
+    let span = tracing::Span::current();
+    span.record("request_id", ex.rec.request_id.as_str());
+    span.record("endpoint", ex.rec.endpoint.as_str());
 
     // 1. Authenticate.
     let principal = match ex.authenticate(&headers).await {

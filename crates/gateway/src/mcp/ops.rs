@@ -523,7 +523,8 @@ async fn decide_and_forward(
 ) -> Response {
     // `connect` to the upstream, then the action itself.
     let started = std::time::Instant::now();
-    let decision = engine.authorize_with_reach(&request(who, target));
+    let decision = tracing::info_span!("authorize")
+        .in_scope(|| engine.authorize_with_reach(&request(who, target)));
     ex.gateway()
         .metrics
         .phase(crate::metrics::Phase::Authorize, started.elapsed());
@@ -640,9 +641,11 @@ async fn forward(
     label: Option<warden_policy::ToolLabel>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let result = upstream
-        .call_as(method, Some(params), Some(&who.tenant), who.user.as_ref())
-        .await;
+    let result = tracing::Instrument::instrument(
+        upstream.call_as(method, Some(params), Some(&who.tenant), who.user.as_ref()),
+        tracing::info_span!("forward", upstream = upstream.name().as_str()),
+    )
+    .await;
     ex.gateway()
         .metrics
         .phase(crate::metrics::Phase::Forward, started.elapsed());
