@@ -478,6 +478,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError>;
     /// Up to `limit` entries with seq > `after`, in order.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError>;
+    /// Indexes up to `limit` committed entries for queries (the append
+    /// does not); how many it indexed. Queries index the rest themselves;
+    /// calling this in the background keeps them fast.
+    async fn index_audit(&self, limit: u32) -> Result<u32, StoreError>;
     /// Entries matching `query`, newest first, found through indexes.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<ChainEntry>, StoreError>;
     /// The last seq the audit sink `name` delivered (0: none).

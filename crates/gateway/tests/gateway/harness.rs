@@ -271,6 +271,9 @@ impl Store for FaultyStore {
     ) -> Result<Vec<warden_approval::Approval>, StoreError> {
         self.inner.overdue_approvals(now, limit).await
     }
+    async fn index_audit(&self, limit: u32) -> Result<u32, StoreError> {
+        self.inner.index_audit(limit).await
+    }
     async fn query_audit(
         &self,
         q: &warden_store::AuditQuery,
