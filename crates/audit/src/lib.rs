@@ -19,7 +19,7 @@ mod record;
 mod redact;
 
 pub use chain::{
-    ChainEntry, ChainHead, GENESIS, VerifyError, VerifyReport, chain_hash, check_entry,
+    ChainEntry, ChainHead, GENESIS, VerifyError, VerifyReport, chain_hash, check_entry, check_link,
     verify_chain,
 };
 pub use checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier, verify_checkpoint};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use warden_audit::merkle::{CompactTree, leaf_hash};
-use warden_audit::{ChainHead, Checkpoint, NoteSigner, check_entry};
+use warden_audit::{ChainHead, Checkpoint, NoteSigner, check_link};
 use warden_config::AuditConfig;
 use warden_store::{Store, StoredCheckpoint};
 
@@ -103,7 +103,7 @@ pub async fn checkpoint_now(
             break;
         }
         for e in page {
-            check_entry(&mut head, &e).map_err(|e| format!("not checkpointed: {e}"))?;
+            check_link(&mut head, &e).map_err(|e| format!("not checkpointed: {e}"))?;
             tree.push(leaf_hash(&e.body));
         }
     }

@@ -179,7 +179,6 @@ impl Gateway {
         let (background_stop, stopped) = tokio::sync::watch::channel(false);
         let sinks =
             sinks::start(&config.audit.sinks, &store, &stopped).map_err(StartError::Other)?;
-        index_audit_in_background(store.clone(), stopped.clone());
         checkpoints::run(store.clone(), audit_signer.clone(), &config.audit, stopped);
         let deliveries = notify::Deliveries::start(&config, store.clone(), audit.clone())
             .map_err(StartError::Other)?;
@@ -314,30 +313,6 @@ impl Gateway {
 
 /// Makes ring rustls's process-wide crypto provider (for HTTPS upstreams),
 /// unless one is installed already.
-/// Keeps the audit query index close behind the log, in large batches off
-/// the request path (a query indexes whatever is still missing itself).
-fn index_audit_in_background(store: Arc<dyn Store>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    const BATCH: u32 = 2000;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = stop.changed() => return,
-            }
-            loop {
-                match store.index_audit(BATCH).await {
-                    Ok(n) if n == BATCH => tokio::task::yield_now().await,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!("audit indexing: {e}");
-                        break;
-                    }
-                }
-            }
-        }
-    });
-}
-
 pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -137,7 +137,14 @@ impl FastPath {
     }
 }
 
+/// After this many appended records, the writer brings the query index up
+/// to date inside its next commit: one more fsync-free step per this many
+/// records, instead of a transaction of its own that would hold the write
+/// lock while requests wait.
+const INDEX_EVERY: usize = 1000;
+
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
+    let mut unindexed = INDEX_EVERY;
     while let Ok(first) = rx.recv() {
         // Everything already waiting goes into the same transaction.
         let mut jobs = vec![first];
@@ -149,8 +156,13 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
             .iter_mut()
             .flat_map(|j| std::mem::take(&mut j.bodies))
             .collect();
-        match append(&mut conn, bodies) {
+        unindexed += bodies.len();
+        let index = unindexed >= INDEX_EVERY;
+        match append(&mut conn, bodies, index) {
             Ok(seqs) => {
+                if index {
+                    unindexed = 0;
+                }
                 let mut seqs = seqs.into_iter();
                 for (job, n) in jobs.into_iter().zip(sizes) {
                     let _ = job.reply.send(Ok(seqs.by_ref().take(n).collect()));
@@ -166,7 +178,11 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
     }
 }
 
-fn append(conn: &mut Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
+fn append(
+    conn: &mut Connection,
+    bodies: Vec<Vec<u8>>,
+    index: bool,
+) -> Result<Vec<u64>, rusqlite::Error> {
     // IMMEDIATE takes the write lock first, so the head read below is the
     // head the inserts extend, even with other processes appending.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -205,6 +221,19 @@ fn append(conn: &mut Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusql
             ])?;
             seqs.push(entry.seq);
         }
+    }
+    if index {
+        // In a savepoint: the index failing never fails the append.
+        let mut tx = tx;
+        let indexed = tx.savepoint().and_then(|sp| {
+            sp.execute(crate::sqlite::INDEX_AUDIT, params![10_000])?;
+            sp.commit()
+        });
+        if let Err(e) = indexed {
+            tracing::warn!("audit indexing: {e}");
+        }
+        tx.commit()?;
+        return Ok(seqs);
     }
     tx.commit()?;
     Ok(seqs)

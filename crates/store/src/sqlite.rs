@@ -186,7 +186,8 @@ const MIGRATION_10: &[&str] = &["CREATE TABLE sink_cursors (
 /// scan. It is filled from the records' bodies after they are committed,
 /// in large batches ([`SqliteStore::index_audit`]), so that the append
 /// stays one small write; a query first indexes whatever is missing, so it
-/// sees every committed record. Records no tenant was proven for have the
+/// sees every committed record. (The audit writer indexes every thousand
+/// records inside one of its commits.) Records no tenant was proven for have the
 /// tenant `''`.
 const MIGRATION_11: &[&str] = &[
     "DROP INDEX audit_by_request",
@@ -224,23 +225,20 @@ const MIGRATION_11: &[&str] = &[
     "CREATE INDEX audit_by_time ON audit_index (tenant, time)",
 ];
 
-/// Indexes up to `?1` committed records not yet in `audit_index`. A body
-/// that is not JSON (tampered) is indexed with its seq only.
-const INDEX_AUDIT: &str = "INSERT OR IGNORE INTO audit_index
+/// Indexes up to `?1` committed records not yet in `audit_index`, each
+/// body parsed once (to JSONB). A body that is not JSON (tampered) is
+/// indexed with its seq only.
+pub(crate) const INDEX_AUDIT: &str = "WITH src AS MATERIALIZED (
+        SELECT seq, iif(json_valid(t), jsonb(t), NULL) AS j
+        FROM (SELECT seq, CAST(body AS TEXT) AS t FROM audit
+              WHERE seq > (SELECT coalesce(max(seq), 0) FROM audit_index)
+              ORDER BY seq LIMIT ?1))
+    INSERT OR IGNORE INTO audit_index
         (seq, request_id, tenant, agent, user, action, effect, time, kind)
-    SELECT seq,
-        iif(ok, json_extract(b, '$.request_id'), NULL),
-        iif(ok, coalesce(json_extract(b, '$.tenant'), ''), ''),
-        iif(ok, json_extract(b, '$.agent'), NULL),
-        iif(ok, json_extract(b, '$.user'), NULL),
-        iif(ok, json_extract(b, '$.action'), NULL),
-        iif(ok, json_extract(b, '$.decision.effect'), NULL),
-        iif(ok, json_extract(b, '$.time'), NULL),
-        iif(ok, json_extract(b, '$.kind'), NULL)
-    FROM (SELECT seq, CAST(body AS TEXT) AS b, json_valid(CAST(body AS TEXT)) AS ok
-          FROM audit
-          WHERE seq > (SELECT coalesce(max(seq), 0) FROM audit_index)
-          ORDER BY seq LIMIT ?1)";
+    SELECT seq, j ->> '$.request_id', coalesce(j ->> '$.tenant', ''), j ->> '$.agent',
+        j ->> '$.user', j ->> '$.action', j ->> '$.decision.effect', j ->> '$.time',
+        j ->> '$.kind'
+    FROM src";
 
 /// An audit row as a chain entry (a malformed hash reads as all-ones, which
 /// the verifier reports).
