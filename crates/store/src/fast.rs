@@ -33,6 +33,8 @@ pub(crate) struct FastPath {
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     writer: Mutex<mpsc::Sender<Append>>,
+    /// Dropped with the fast path: ends the WAL checkpointer.
+    _stop: mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for FastPath {
@@ -61,16 +63,33 @@ impl FastPath {
         writer
             .pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
+        // The writer never copies the WAL back into the database itself (a
+        // stall of milliseconds for every request waiting on that commit);
+        // a thread of its own does, beside it. Past `WAL_LIMIT` pages the
+        // writer still does, so the WAL stays bounded if that thread
+        // cannot keep up.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WAL_LIMIT)
+            .map_err(db)?;
+        let checkpointer = Connection::open(path).map_err(db)?;
+        checkpointer.busy_timeout(BUSY).map_err(db)?;
         let (tx, rx) = mpsc::channel::<Append>();
+        let (stop, stopped) = mpsc::channel::<()>();
         let owned: PathBuf = path.to_owned();
         std::thread::Builder::new()
             .name("warden-audit-writer".into())
             .spawn(move || write_loop(writer, rx, &owned))
             .map_err(|e| StoreError::Database(format!("cannot start the audit writer: {e}")))?;
+        let owned: PathBuf = path.to_owned();
+        std::thread::Builder::new()
+            .name("warden-wal".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &stopped, &owned))
+            .map_err(|e| StoreError::Database(format!("cannot start the WAL checkpointer: {e}")))?;
         Ok(Self {
             readers,
             next: AtomicUsize::new(0),
             writer: Mutex::new(tx),
+            _stop: stop,
         })
     }
 
@@ -143,6 +162,24 @@ impl FastPath {
 /// lock while requests wait.
 const INDEX_EVERY: usize = 1000;
 
+/// WAL pages (4 KiB) past which the writer checkpoints by itself.
+const WAL_LIMIT: i64 = 16_384;
+
+/// How often the WAL is copied back into the database.
+const WAL_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed WAL frames into the database file (a passive
+/// checkpoint: it never blocks the writer or readers) until the fast path
+/// is dropped.
+fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(WAL_EVERY) {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+        if let Err(e) = done {
+            tracing::warn!(path = %path.display(), "WAL checkpoint: {e}");
+        }
+    }
+}
+
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
     let mut unindexed = INDEX_EVERY;
     while let Ok(first) = rx.recv() {
@@ -187,11 +224,8 @@ fn append(
     // head the inserts extend, even with other processes appending.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let head = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
     let mut head = match head {
         None => ChainHead {
@@ -226,7 +260,8 @@ fn append(
         // In a savepoint: the index failing never fails the append.
         let mut tx = tx;
         let indexed = tx.savepoint().and_then(|sp| {
-            sp.execute(crate::sqlite::INDEX_AUDIT, params![10_000])?;
+            sp.prepare_cached(crate::sqlite::INDEX_AUDIT)?
+                .execute(params![10_000])?;
             sp.commit()
         });
         if let Err(e) = indexed {
