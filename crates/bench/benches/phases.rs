@@ -117,6 +117,11 @@ fn policy(c: &mut Criterion) {
         ),
         |b| b.iter(|| -> Decision { big.authorize(black_box(&request)) }),
     );
+    assert!(big.authorize_with_reach(&request).is_allow());
+    c.bench_function(
+        "policy/authorize_with_reach, connect then the tool (as the gateway decides a call)",
+        |b| b.iter(|| -> Decision { big.authorize_with_reach(black_box(&request)) }),
+    );
     c.bench_function(
         "policy/authorize, no policies (request building floor)",
         |b| b.iter(|| -> Decision { empty.authorize(black_box(&request)) }),
@@ -181,6 +186,22 @@ fn task_grants(c: &mut Criterion) {
     c.bench_function("policy/authorize, no task grants", |b| {
         b.iter(|| -> Decision { e.authorize(black_box(&without)) })
     });
+    // The same agents, tenants and rotation without their tasks: what the
+    // grants add, apart from the memory a spread of agents touches.
+    let untasked = |t: usize| Request {
+        context: &plain,
+        ..request(t)
+    };
+    let mut u = 0;
+    c.bench_function(
+        "policy/authorize, no task grants, the same 10,000 agents in 100 tenants",
+        |b| {
+            b.iter(|| -> Decision {
+                u = (u + 7919) % TASKS;
+                engine_of(u).authorize(black_box(&untasked(u)))
+            })
+        },
+    );
     let mut t = 0;
     c.bench_function(
         "policy/authorize with a task, 20,000 grants over 10,000 agents in 100 tenants",

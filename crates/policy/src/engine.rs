@@ -3,6 +3,7 @@
 mod request;
 mod slices;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
@@ -15,9 +16,7 @@ use warden_core::{Approval, Decision, Effect, Obligations};
 
 pub use request::{AgentInfo, Request, RequestContext, SessionState, Target, TaskGrant};
 
-use self::request::{
-    Fields, IpCache, Parts, Types, common_context, context, entities, principal_entity,
-};
+use self::request::{IpCache, Parts, Types, common_context, context, entities, principal_entity};
 use self::slices::Slices;
 use crate::args::ArgType;
 use crate::labels::{Labels, ToolLabel};
@@ -173,6 +172,18 @@ impl PolicyEngine {
             target: Target::Upstream { upstream },
             ..*request
         };
+        // A tool call's context (with its arguments) is built first, so that
+        // `connect` uses it too: `connect` policies are validated against a
+        // context without `args`, so they cannot read them.
+        if let Target::Tool {
+            upstream,
+            tool,
+            args,
+        } = request.target
+            && let Err(e) = self.args_context(upstream, tool, args, &fields)
+        {
+            return Decision::deny(e);
+        }
         let connect = self.authorize_with(&reach, &fields);
         if !connect.is_allow() || matches!(request.target, Target::Upstream { .. }) {
             return connect;
@@ -181,12 +192,54 @@ impl PolicyEngine {
     }
 
     /// The context fields every decision of `request` shares.
-    fn fields(&self, request: &Request<'_>) -> Result<Fields, String> {
+    fn fields(&self, request: &Request<'_>) -> Result<Shared, String> {
         let user = request.user.map(|u| Types::uid(&self.types.user, u));
-        common_context(request.context, user, &self.ips)
+        Ok(Shared {
+            pairs: common_context(request.context, user, &self.ips)?,
+            with_args: RefCell::new(None),
+            agent: RefCell::new(None),
+        })
     }
 
-    fn authorize_with(&self, request: &Request<'_>, fields: &Fields) -> Decision {
+    /// The context of a tool call, `args` typed from the tool's input
+    /// schema, built once per request (`connect` and each principal's
+    /// decision share it).
+    fn args_context(
+        &self,
+        upstream: &str,
+        tool: &str,
+        args: &serde_json::Map<String, Value>,
+        fields: &Shared,
+    ) -> Result<cedar_policy::Context, String> {
+        if let Some(c) = fields.with_args.borrow().as_ref() {
+            return Ok(c.clone());
+        }
+        let id = tool_action(upstream, tool);
+        let ty = self.arg_types.get(&id).ok_or_else(|| {
+            format!("tool `{tool}` is not in the catalog of upstream `{upstream}`")
+        })?;
+        let mut pairs = fields.pairs.clone();
+        pairs.push((
+            "args".into(),
+            ty.to_cedar(&Value::Object(args.clone()), "")?,
+        ));
+        let built = context(pairs)?;
+        *fields.with_args.borrow_mut() = Some(built.clone());
+        Ok(built)
+    }
+
+    /// The agent as a Cedar entity, built once per request.
+    fn agent_entity(&self, request: &Request<'_>, fields: &Shared) -> Result<Entity, String> {
+        if let Some(e) = fields.agent.borrow().as_ref() {
+            return Ok(e.clone());
+        }
+        let uid = Types::uid(&self.types.agent, request.agent);
+        let built = principal_entity(uid, Some(&request.context.agent))?;
+        *fields.agent.borrow_mut() = Some(built.clone());
+        Ok(built)
+    }
+
+    fn authorize_with(&self, request: &Request<'_>, fields: &Shared) -> Decision {
         let grant;
         let agent_policies = match &request.context.task {
             Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
@@ -231,7 +284,7 @@ impl PolicyEngine {
         request: &Request<'_>,
         who: Principal,
         policies: &PolicySet,
-        fields: &Fields,
+        fields: &Shared,
     ) -> Decision {
         match self.cedar_request(request, who, true, fields) {
             Ok((req, entities)) => self.decision(
@@ -276,7 +329,7 @@ impl PolicyEngine {
         request: &Request<'_>,
         who: Principal,
         policies: &PolicySet,
-        fields: &Fields,
+        fields: &Shared,
     ) -> bool {
         let Ok((req, entities)) = self.cedar_request(request, who, false, fields) else {
             return false;
@@ -302,7 +355,7 @@ impl PolicyEngine {
         request: &Request<'_>,
         who: Principal,
         typed: bool,
-        fields: &Fields,
+        fields: &Shared,
     ) -> Result<(cedar_policy::Request, cedar_policy::Entities), String> {
         let t = &self.types;
         let (principal, principal_entity) = match (who, request.user) {
@@ -311,15 +364,13 @@ impl PolicyEngine {
                 (uid.clone(), principal_entity(uid, None)?)
             }
             (Principal::User, None) => return Err("no user to decide for".into()),
-            (Principal::Agent, _) => {
-                let uid = Types::uid(&t.agent, request.agent);
-                (
-                    uid.clone(),
-                    principal_entity(uid, Some(&request.context.agent))?,
-                )
-            }
+            (Principal::Agent, _) => (
+                Types::uid(&t.agent, request.agent),
+                self.agent_entity(request, fields)?,
+            ),
         };
-        let mut fields = fields.clone();
+        let shared = fields;
+        let mut fields = fields.pairs.clone();
         let mut list = Vec::new();
         let (action, resource) = match request.target {
             Target::Tool {
@@ -328,23 +379,25 @@ impl PolicyEngine {
                 args,
             } => {
                 let id = tool_action(upstream, tool);
-                let (Some(ty), Some(entry)) = (self.arg_types.get(&id), self.parts.tools.get(&id))
-                else {
+                let Some(entry) = self.parts.tools.get(&id) else {
                     return Err(format!(
                         "tool `{tool}` is not in the catalog of upstream `{upstream}`"
                     ));
                 };
-                let args = if typed {
-                    ty.to_cedar(&Value::Object(args.clone()), "")?
+                let context = if typed {
+                    self.args_context(upstream, tool, args, shared)?
                 } else {
-                    RestrictedExpression::new_record([]).map_err(|e| e.to_string())?
+                    fields.push((
+                        "args".into(),
+                        RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
+                    ));
+                    context(fields)?
                 };
-                fields.push(("args".into(), args));
                 let req = cedar_policy::Request::new(
                     principal,
                     Types::uid(&t.action, &id),
                     Types::uid(&t.tool, &id),
-                    context(fields)?,
+                    context,
                     None,
                 )
                 .map_err(|e| format!("invalid request: {e}"))?;
@@ -372,11 +425,15 @@ impl PolicyEngine {
                 (Types::uid(&t.action, ACTION_GET_PROMPT), uid)
             }
             Target::Upstream { upstream } => {
+                let context = match shared.with_args.borrow().as_ref() {
+                    Some(c) => c.clone(),
+                    None => context(fields)?,
+                };
                 let req = cedar_policy::Request::new(
                     principal,
                     Types::uid(&t.action, ACTION_CONNECT),
                     Types::uid(&t.upstream, upstream),
-                    context(fields)?,
+                    context,
                     None,
                 )
                 .map_err(|e| format!("invalid request: {e}"))?;
@@ -674,6 +731,14 @@ fn parse_policies(
     } else {
         Err(errors)
     }
+}
+
+/// What the decisions of one request share, built once: the common context
+/// fields, the context with the tool's arguments and the agent's entity.
+struct Shared {
+    pairs: request::Fields,
+    with_args: RefCell<Option<cedar_policy::Context>>,
+    agent: RefCell<Option<Entity>>,
 }
 
 #[cfg(test)]
