@@ -17,6 +17,12 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// mimalloc: the request path allocates and frees many small objects
+/// across threads; glibc's allocator spent a tenth of the gateway's core on
+/// them (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The benchmark's options.
 #[derive(Debug, Parser)]
 #[command(name = "warden-bench", about = "direct vs floor vs warden, in one run")]
@@ -85,6 +91,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The roles run on one thread each, so that --pin measures one core.
     let threads = if args.role.is_some() { 1 } else { 2 };
+    if matches!(args.role, Some(Role::Warden)) {
+        // As `warden serve` does, per `gateway.batch_scheduling`.
+        setup::scheduling(args.dir.as_deref().ok_or_else(|| anyhow!("--dir"))?)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()

@@ -107,6 +107,16 @@ pub fn tokens(dir: &Path, count: usize) -> anyhow::Result<Vec<(String, String)>>
         .collect()
 }
 
+/// Applies `gateway.batch_scheduling` to the calling thread (and so to
+/// the threads it starts), as `warden serve` does.
+pub fn scheduling(dir: &Path) -> anyhow::Result<()> {
+    let config = Config::load(&dir.join("warden.toml"))?;
+    if config.gateway.batch_scheduling {
+        warden_gateway::sched::use_batch_scheduling().map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(())
+}
+
 /// Runs the gateway from `dir` until the process ends.
 pub async fn serve(dir: &Path) -> anyhow::Result<()> {
     let config = Config::load(&dir.join("warden.toml"))?;

@@ -14,6 +14,12 @@ use clap::Parser;
 
 use crate::cli::Cli;
 
+/// mimalloc: the request path allocates and frees many small objects
+/// across threads; glibc's allocator spent a tenth of the gateway's core on
+/// them (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A command's failure, with the exit code it maps to.
 #[derive(Debug)]
 pub enum Failure {
@@ -39,6 +45,13 @@ fn main() -> ExitCode {
     // `serve` starts its logging once it has read `[telemetry]`.
     if !matches!(cli.command, cli::Command::Serve) {
         context::init_logging(&cli, None);
+    }
+    // Before the runtime starts, so that its threads inherit the policy;
+    // `serve` says whether it is in effect once its logging runs.
+    if matches!(cli.command, cli::Command::Serve)
+        && context::config(&cli).is_ok_and(|c| c.gateway.batch_scheduling)
+    {
+        let _ = warden_gateway::sched::use_batch_scheduling();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -238,6 +238,11 @@ pub struct GatewayConfig {
     pub max_response_bytes: usize,
     /// TLS on the listener; none means plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Run the gateway's threads under `SCHED_BATCH` (Linux): a thread
+    /// woken by another does not preempt it, so the audit writer takes
+    /// the records of every request that is ready in one commit instead
+    /// of interrupting the request threads for each one.
+    pub batch_scheduling: bool,
 }
 
 /// `[gateway.tls]` with `enabled = true`.
@@ -707,6 +712,7 @@ impl Config {
                 max_body_bytes: gateway.max_body_bytes,
                 upstream_timeout: gateway.upstream_timeout.0,
                 max_response_bytes: gateway.max_response_bytes,
+                batch_scheduling: gateway.batch_scheduling,
                 tls,
             },
             admin: AdminConfig {

@@ -216,6 +216,10 @@ pub struct RawGateway {
     /// `[gateway.tls]`: TLS and client certificates on the gateway listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
+    /// Default `true`: `warden serve` runs its threads under Linux's
+    /// `SCHED_BATCH` policy.
+    #[serde(default = "batch_scheduling")]
+    pub batch_scheduling: bool,
 }
 
 /// `[gateway.tls]`.
@@ -440,6 +444,7 @@ defaults! {
     admin_listen: SocketAddr = SocketAddr::from((Ipv4Addr::LOCALHOST, 8081));
     max_body_bytes: usize = 1 << 20;
     max_response_bytes: usize = 8 << 20;
+    batch_scheduling: bool = true;
     upstream_timeout: HumanDuration = HumanDuration(Duration::from_secs(30));
     storage_url: String = "sqlite://warden.db".into();
     policy_dir: PathBuf = "policies".into();
@@ -484,6 +489,7 @@ impl Default for RawGateway {
             max_response_bytes: max_response_bytes(),
             upstream_timeout: upstream_timeout(),
             tls: None,
+            batch_scheduling: batch_scheduling(),
         }
     }
 }

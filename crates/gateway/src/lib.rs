@@ -23,6 +23,7 @@ pub mod notify;
 mod oauth;
 mod policy_handle;
 pub mod review;
+pub mod sched;
 mod sessions;
 mod sinks;
 mod taint;

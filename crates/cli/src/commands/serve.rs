@@ -12,6 +12,11 @@ pub async fn run(cli: &Cli) -> Outcome {
     let config = config(cli)?;
     let traces = crate::telemetry::provider(&config.telemetry).map_err(Failure::Invalid)?;
     crate::context::init_logging(cli, traces.as_ref());
+    let batch = warden_gateway::sched::is_batch_scheduled();
+    if config.gateway.batch_scheduling && !batch {
+        tracing::warn!("gateway.batch_scheduling is on but SCHED_BATCH is not in effect");
+    }
+    tracing::debug!(batch_scheduling = batch, "thread scheduling");
     let served = serve(cli, config).await;
     if let Some(p) = traces {
         // Flushes the spans still batched.
