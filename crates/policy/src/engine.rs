@@ -215,9 +215,10 @@ impl PolicyEngine {
             return Ok(c.clone());
         }
         let id = tool_action(upstream, tool);
-        let ty = self.arg_types.get(&id).ok_or_else(|| {
-            format!("tool `{tool}` is not in the catalog of upstream `{upstream}`")
-        })?;
+        let ty = self
+            .arg_types
+            .get(&id)
+            .ok_or_else(|| not_in_catalog(upstream, tool))?;
         let mut pairs = fields.pairs.clone();
         pairs.push((
             "args".into(),
@@ -379,11 +380,11 @@ impl PolicyEngine {
                 args,
             } => {
                 let id = tool_action(upstream, tool);
-                let Some(entry) = self.parts.tools.get(&id) else {
-                    return Err(format!(
-                        "tool `{tool}` is not in the catalog of upstream `{upstream}`"
-                    ));
-                };
+                let entry = self
+                    .parts
+                    .tools
+                    .get(&id)
+                    .ok_or_else(|| not_in_catalog(upstream, tool))?;
                 let context = if typed {
                     self.args_context(upstream, tool, args, shared)?
                 } else {
@@ -731,6 +732,10 @@ fn parse_policies(
     } else {
         Err(errors)
     }
+}
+
+fn not_in_catalog(upstream: &str, tool: &str) -> String {
+    format!("tool `{tool}` is not in the catalog of upstream `{upstream}`")
 }
 
 /// What the decisions of one request share, built once: the common context

@@ -619,6 +619,52 @@ fn connect_decides_which_upstreams_an_agent_reaches() {
 }
 
 #[test]
+fn a_call_is_decided_as_connect_then_the_tool_on_one_context() {
+    // As the gateway decides a call: `connect` reads the context, the tool
+    // reads its arguments, and a delegated call needs the user too (G3).
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"connect", resource) when { context.mtls };
+           permit(principal == Warden::Agent::"bot", action == Warden::Action::"crm/refund", resource)
+           when { context.args.amount.lessThan(decimal("100.0")) };
+           permit(principal == Warden::User::"alice", action == Warden::Action::"crm/refund", resource)
+           when { context.args.amount.lessThan(decimal("10.0")) };"#,
+    );
+    let mut mtls = ctx().clone();
+    mtls.mtls = true;
+    let small = args(json!({"amount": 5}));
+    let medium = args(json!({"amount": 50}));
+    let big = args(json!({"amount": 500}));
+    let over_mtls = |a, user| Request {
+        context: &mtls,
+        user,
+        ..call("bot", "crm", "refund", a)
+    };
+    // connect denies without mTLS, whatever the tool's policy says.
+    let d = e.authorize_with_reach(&call("bot", "crm", "refund", &small));
+    assert_eq!(d, Decision::deny(DEFAULT_DENY));
+    assert!(e.authorize_with_reach(&over_mtls(&small, None)).is_allow());
+    assert!(e.authorize_with_reach(&over_mtls(&medium, None)).is_allow());
+    assert!(!e.authorize_with_reach(&over_mtls(&big, None)).is_allow());
+    // For alice: both must allow the same arguments.
+    assert!(
+        e.authorize_with_reach(&over_mtls(&small, Some("alice")))
+            .is_allow()
+    );
+    let d = e.authorize_with_reach(&over_mtls(&medium, Some("alice")));
+    assert!(
+        d.reasons[0].starts_with("the user `alice` may not do this"),
+        "{d:?}"
+    );
+    // Arguments of the wrong type deny before anything is decided.
+    let wrong = args(json!({"amount": "5"}));
+    let d = e.authorize_with_reach(&over_mtls(&wrong, None));
+    assert!(
+        d.reasons[0].contains("argument `amount` must be a number"),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn conditions_on_attributes_that_do_not_exist_are_load_errors() {
     for bad in [
         r#"permit(principal, action == Warden::Action::"crm/refund", resource) when { context.args.currency == "EUR" };"#,
