@@ -6,9 +6,10 @@ mod slices;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Authorizer, Effect as CedarEffect, Entity, EntityUid, PolicyId, PolicySet, Response,
+    Authorizer, Effect as CedarEffect, Entities, Entity, EntityUid, PolicyId, PolicySet, Response,
     RestrictedExpression, Schema, SchemaFragment, ValidationMode, Validator,
 };
 use serde_json::Value;
@@ -17,7 +18,7 @@ use warden_core::{Approval, Decision, Effect, Obligations};
 pub use request::{AgentInfo, Request, RequestContext, SessionState, Target, TaskGrant};
 
 use self::request::{IpCache, Parts, Types, common_context, context, entities, principal_entity};
-use self::slices::Slices;
+use self::slices::{Cut, Slice, Slices};
 use crate::args::ArgType;
 use crate::labels::{Labels, ToolLabel};
 use crate::schema::{
@@ -31,6 +32,10 @@ pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
     slices: Slices,
+    /// Decisions of cuts that read no context (see [`Cut::fixed`]).
+    fixed: Mutex<HashMap<String, Decision>>,
+    /// The entities of tool calls and `connect`, per principal.
+    entity_sets: Mutex<HashMap<String, EntitySet>>,
     parts: Parts,
     ips: IpCache,
     arg_types: BTreeMap<String, ArgType>,
@@ -40,6 +45,32 @@ pub struct PolicyEngine {
 }
 
 const DEFAULT_DENY: &str = "no policy permits this request";
+
+/// Fixed decisions kept at most; the cache is emptied when full.
+const MAX_FIXED: usize = 100_000;
+
+/// Entity sets kept at most; the cache is emptied when full.
+const MAX_ENTITY_SETS: usize = 100_000;
+
+/// A request's entities, and the agent attributes they were built from.
+type EntitySet = (Option<AgentInfo>, Arc<Entities>);
+
+/// The action id of a target, and the id of its resource.
+fn action_and_resource(target: Target<'_>) -> (String, String) {
+    match target {
+        Target::Tool { upstream, tool, .. } => {
+            let id = tool_action(upstream, tool);
+            (id.clone(), id)
+        }
+        Target::Resource { upstream, uri } => {
+            (ACTION_READ_RESOURCE.to_owned(), format!("{upstream}/{uri}"))
+        }
+        Target::Prompt { upstream, name } => {
+            (ACTION_GET_PROMPT.to_owned(), format!("{upstream}/{name}"))
+        }
+        Target::Upstream { upstream } => (ACTION_CONNECT.to_owned(), upstream.to_owned()),
+    }
+}
 
 fn one(file: &str, message: impl Into<String>) -> Vec<Diagnostic> {
     vec![Diagnostic {
@@ -104,6 +135,8 @@ impl PolicyEngine {
         Ok(Self {
             schema,
             slices,
+            fixed: Mutex::new(HashMap::new()),
+            entity_sets: Mutex::new(HashMap::new()),
             policies,
             parts,
             ips: IpCache::default(),
@@ -241,26 +274,41 @@ impl PolicyEngine {
     }
 
     fn authorize_with(&self, request: &Request<'_>, fields: &Shared) -> Decision {
-        let grant;
-        let agent_policies = match &request.context.task {
-            Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
-                Ok(set) => {
-                    grant = set;
-                    grant.as_ref()
-                }
+        let (action, _) = action_and_resource(request.target);
+        let slice =
+            match self
+                .slices
+                .agent(request.agent, request.context.task.as_ref(), &self.schema)
+            {
+                Ok(s) => s,
                 Err(e) => return Decision::deny(e),
-            },
-            None => self.slices.of_agent(request.agent),
+            };
+        let agent = match self.cut(&slice, &action) {
+            Ok(cut) => self.decide(request, Principal::Agent, &cut, fields),
+            Err(e) => return Decision::deny(e),
         };
-        let agent = self.decide(request, Principal::Agent, agent_policies, fields);
         match request.user {
             Some(user) if agent.is_allow() => {
-                let human =
-                    self.decide(request, Principal::User, self.slices.of_user(user), fields);
+                let human = match self.cut(&self.slices.user(user), &action) {
+                    Ok(cut) => self.decide(request, Principal::User, &cut, fields),
+                    Err(e) => Decision::deny(e),
+                };
                 delegated(agent, human, user)
             }
             _ => agent,
         }
+    }
+
+    /// `slice` cut to the policies that can apply to `action`.
+    fn cut(&self, slice: &Slice<'_>, action: &str) -> Result<Arc<Cut>, String> {
+        self.slices.cut(slice, action, || {
+            match self.parts.actions.get(action) {
+                // The action first, then its groups, as the request's
+                // entities give them to Cedar.
+                Some(list) => list.iter().map(|e| e.uid()).collect(),
+                None => vec![Types::uid(&self.types.action, action)],
+            }
+        })
     }
 
     /// Decides with the whole policy set instead of the slices: the
@@ -270,10 +318,15 @@ impl PolicyEngine {
         let Ok(fields) = self.fields(request) else {
             return Decision::deny("no context");
         };
-        let agent = self.decide(request, Principal::Agent, &self.policies, &fields);
+        let all = Cut {
+            key: "all".into(),
+            set: self.policies.clone(),
+            fixed: false,
+        };
+        let agent = self.decide(request, Principal::Agent, &all, &fields);
         match request.user {
             Some(user) if agent.is_allow() => {
-                let human = self.decide(request, Principal::User, &self.policies, &fields);
+                let human = self.decide(request, Principal::User, &all, &fields);
                 delegated(agent, human, user)
             }
             _ => agent,
@@ -284,16 +337,40 @@ impl PolicyEngine {
         &self,
         request: &Request<'_>,
         who: Principal,
-        policies: &PolicySet,
+        cut: &Cut,
         fields: &Shared,
     ) -> Decision {
-        match self.cedar_request(request, who, true, fields) {
-            Ok((req, entities)) => self.decision(
-                &self.authorizer.is_authorized(&req, policies, &entities),
-                policies,
-            ),
-            Err(reason) => Decision::deny(reason),
+        // A cut of scope-only policies decides the same for the same
+        // principal and resource, whatever the context: it is kept.
+        let kept = cut.fixed.then(|| {
+            let (_, resource) = action_and_resource(request.target);
+            let name = match who {
+                Principal::Agent => request.agent,
+                Principal::User => request.user.unwrap_or_default(),
+            };
+            format!("{}\u{0}{who:?}\u{0}{name}\u{0}{resource}", cut.key)
+        });
+        if let Some(key) = &kept
+            && let Some(d) = self.fixed.lock().ok().and_then(|m| m.get(key).cloned())
+        {
+            return d;
         }
+        let decision = match self.cedar_request(request, who, true, fields) {
+            Ok((req, entities)) => self.decision(
+                &self.authorizer.is_authorized(&req, &cut.set, &entities),
+                &cut.set,
+            ),
+            Err(reason) => return Decision::deny(reason),
+        };
+        if let Some(key) = kept
+            && let Ok(mut m) = self.fixed.lock()
+        {
+            if m.len() >= MAX_FIXED {
+                m.clear();
+            }
+            m.insert(key, decision.clone());
+        }
+        decision
     }
 
     /// Whether `request`'s target belongs in the agent's lists
@@ -308,20 +385,20 @@ impl PolicyEngine {
         let Ok(fields) = self.fields(request) else {
             return false;
         };
-        let grant;
-        let agent_policies = match &request.context.task {
-            Some(task) => match self.slices.with_grant(request.agent, task, &self.schema) {
-                Ok(set) => {
-                    grant = set;
-                    grant.as_ref()
-                }
-                Err(_) => return false,
-            },
-            None => self.slices.of_agent(request.agent),
+        let (action, _) = action_and_resource(request.target);
+        let Ok(slice) =
+            self.slices
+                .agent(request.agent, request.context.task.as_ref(), &self.schema)
+        else {
+            return false;
         };
-        self.may_list_as(request, Principal::Agent, agent_policies, &fields)
+        let Ok(cut) = self.cut(&slice, &action) else {
+            return false;
+        };
+        self.may_list_as(request, Principal::Agent, &cut.set, &fields)
             && request.user.is_none_or(|user| {
-                self.may_list_as(request, Principal::User, self.slices.of_user(user), &fields)
+                self.cut(&self.slices.user(user), &action)
+                    .is_ok_and(|cut| self.may_list_as(request, Principal::User, &cut.set, &fields))
             })
     }
 
@@ -357,23 +434,24 @@ impl PolicyEngine {
         who: Principal,
         typed: bool,
         fields: &Shared,
-    ) -> Result<(cedar_policy::Request, cedar_policy::Entities), String> {
+    ) -> Result<(cedar_policy::Request, Arc<Entities>), String> {
         let t = &self.types;
-        let (principal, principal_entity) = match (who, request.user) {
-            (Principal::User, Some(user)) => {
-                let uid = Types::uid(&t.user, user);
-                (uid.clone(), principal_entity(uid, None)?)
-            }
+        let (principal, name, info) = match (who, request.user) {
+            (Principal::User, Some(user)) => (Types::uid(&t.user, user), user, None),
             (Principal::User, None) => return Err("no user to decide for".into()),
             (Principal::Agent, _) => (
                 Types::uid(&t.agent, request.agent),
-                self.agent_entity(request, fields)?,
+                request.agent,
+                Some(&request.context.agent),
             ),
         };
+        let principal_entity = || match info {
+            Some(_) => self.agent_entity(request, fields),
+            None => principal_entity(principal.clone(), None),
+        };
         let shared = fields;
-        let mut fields = fields.pairs.clone();
         let mut list = Vec::new();
-        let (action, resource) = match request.target {
+        let (action, resource, fields) = match request.target {
             Target::Tool {
                 upstream,
                 tool,
@@ -388,73 +466,119 @@ impl PolicyEngine {
                 let context = if typed {
                     self.args_context(upstream, tool, args, shared)?
                 } else {
+                    let mut fields = shared.pairs.clone();
                     fields.push((
                         "args".into(),
                         RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
                     ));
                     context(fields)?
                 };
+                let entities = self.kept_entities(&id, who, name, info, || {
+                    entry
+                        .base
+                        .clone()
+                        .add_entities([principal_entity()?], None)
+                        .map_err(|e| format!("invalid request entities: {e}"))
+                })?;
                 let req = cedar_policy::Request::new(
-                    principal,
+                    principal.clone(),
                     Types::uid(&t.action, &id),
                     Types::uid(&t.tool, &id),
                     context,
                     None,
                 )
                 .map_err(|e| format!("invalid request: {e}"))?;
-                let entities = entry
-                    .base
-                    .clone()
-                    .add_entities([principal_entity], None)
-                    .map_err(|e| format!("invalid request entities: {e}"))?;
                 return Ok((req, entities));
             }
             Target::Resource { upstream, uri } => {
                 let uid = Types::uid(&t.resource, &format!("{upstream}/{uri}"));
                 list.extend(self.child(&uid, upstream));
                 list.extend(self.parts.action(ACTION_READ_RESOURCE));
+                let mut fields = shared.pairs.clone();
                 fields.push((
                     "uri".into(),
                     RestrictedExpression::new_string(uri.to_owned()),
                 ));
-                (Types::uid(&t.action, ACTION_READ_RESOURCE), uid)
+                (Types::uid(&t.action, ACTION_READ_RESOURCE), uid, fields)
             }
             Target::Prompt { upstream, name } => {
                 let uid = Types::uid(&t.prompt, &format!("{upstream}/{name}"));
                 list.extend(self.child(&uid, upstream));
                 list.extend(self.parts.action(ACTION_GET_PROMPT));
-                (Types::uid(&t.action, ACTION_GET_PROMPT), uid)
+                (
+                    Types::uid(&t.action, ACTION_GET_PROMPT),
+                    uid,
+                    shared.pairs.clone(),
+                )
             }
             Target::Upstream { upstream } => {
                 let context = match shared.with_args.borrow().as_ref() {
                     Some(c) => c.clone(),
-                    None => context(fields)?,
+                    None => context(shared.pairs.clone())?,
+                };
+                let entities = match self.parts.connect.get(upstream) {
+                    Some(base) => {
+                        let id = format!("{ACTION_CONNECT}\u{0}{upstream}");
+                        self.kept_entities(&id, who, name, info, || {
+                            base.clone()
+                                .add_entities([principal_entity()?], None)
+                                .map_err(|e| format!("invalid request entities: {e}"))
+                        })?
+                    }
+                    None => {
+                        let mut list: Vec<Entity> = self.parts.action(ACTION_CONNECT).collect();
+                        list.push(principal_entity()?);
+                        Arc::new(entities(list)?)
+                    }
                 };
                 let req = cedar_policy::Request::new(
-                    principal,
+                    principal.clone(),
                     Types::uid(&t.action, ACTION_CONNECT),
                     Types::uid(&t.upstream, upstream),
                     context,
                     None,
                 )
                 .map_err(|e| format!("invalid request: {e}"))?;
-                let base = match self.parts.connect.get(upstream) {
-                    Some(base) => base.clone(),
-                    None => entities(self.parts.action(ACTION_CONNECT).collect())?,
-                };
-                let entities = base
-                    .add_entities([principal_entity], None)
-                    .map_err(|e| format!("invalid request entities: {e}"))?;
                 return Ok((req, entities));
             }
         };
         // The context and entities are built from the schema's own types, so
         // they are not validated again (that would cost more than the
         // evaluation).
-        list.push(principal_entity);
+        list.push(principal_entity()?);
         let req = cedar_policy::Request::new(principal, action, resource, context(fields)?, None)
             .map_err(|e| format!("invalid request: {e}"))?;
-        Ok((req, entities(list)?))
+        Ok((req, Arc::new(entities(list)?)))
+    }
+
+    /// The entities of a call to `target` (a tool, or `connect` to an
+    /// upstream) by one principal: built once, then kept while the
+    /// principal's attributes stay the same (an agent's are compared on
+    /// every use).
+    fn kept_entities(
+        &self,
+        target: &str,
+        who: Principal,
+        name: &str,
+        info: Option<&AgentInfo>,
+        build: impl FnOnce() -> Result<Entities, String>,
+    ) -> Result<Arc<Entities>, String> {
+        let key = format!("{who:?}\u{0}{name}\u{0}{target}");
+        if let Some(hit) = self.entity_sets.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(kept, _)| kept.as_ref() == info)
+                .map(|(_, e)| e.clone())
+        }) {
+            return Ok(hit);
+        }
+        let built = Arc::new(build()?);
+        if let Ok(mut m) = self.entity_sets.lock() {
+            if m.len() >= MAX_ENTITY_SETS {
+                m.clear();
+            }
+            m.insert(key, (info.cloned(), built.clone()));
+        }
+        Ok(built)
     }
 
     /// A resource or prompt entity in `upstream`, and the upstream.

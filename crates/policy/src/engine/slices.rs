@@ -8,13 +8,20 @@
 //! generated while the task is open, added to its agent's slice and used only
 //! for that task's requests. Evaluation cost follows the principal's own
 //! policies, not the size of the set or the number of tasks.
+//!
+//! Each slice is cut once more per action ([`Cut`]): a policy whose action
+//! scope cannot match the action (`action == A`, `action in [G]` where the
+//! action is neither `A` nor in `G`) is left out, since Cedar would find its
+//! scope false before reading its condition. `connect` is then decided by the
+//! few policies about `connect`, a tool by the policies about that tool.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Policy, PolicyId, PolicySet, PrincipalConstraint, Schema, ValidationMode, Validator,
+    ActionConstraint, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
+    ResourceConstraint, Schema, ValidationMode, Validator,
 };
 
 use super::request::{TaskGrant, Types};
@@ -22,12 +29,74 @@ use super::request::{TaskGrant, Types};
 /// Grant sets kept at most; the cache is emptied when full.
 const MAX_GRANT_SETS: usize = 50_000;
 
+/// Cuts kept at most; the cache is emptied when full.
+const MAX_CUTS: usize = 50_000;
+
 #[derive(Debug)]
 pub(crate) struct Slices {
     common: PolicySet,
     by_agent: HashMap<String, PolicySet>,
     by_user: HashMap<String, PolicySet>,
     grants: Mutex<HashMap<String, Arc<PolicySet>>>,
+    cuts: Mutex<HashMap<String, Arc<Cut>>>,
+}
+
+/// A principal's slice (or a task's grant set) and the name it is cached
+/// under: agents without policies of their own share `common`.
+pub(crate) struct Slice<'a> {
+    pub(crate) key: String,
+    pub(crate) set: SliceSet<'a>,
+}
+
+/// A slice's policies, borrowed from the engine or a task's grant set.
+pub(crate) enum SliceSet<'a> {
+    Borrowed(&'a PolicySet),
+    Grant(Arc<PolicySet>),
+}
+
+impl SliceSet<'_> {
+    fn get(&self) -> &PolicySet {
+        match self {
+            Self::Borrowed(s) => s,
+            Self::Grant(s) => s,
+        }
+    }
+}
+
+/// The policies of one slice whose action scope can match one action.
+#[derive(Debug)]
+pub(crate) struct Cut {
+    /// The slice and action it was cut for (the key of cached decisions).
+    pub(crate) key: String,
+    pub(crate) set: PolicySet,
+    /// Every policy in it is scope alone (no `when`/`unless`), with a
+    /// principal and a resource that are unconstrained or `==`: the
+    /// decision then depends on the principal and the resource and on
+    /// nothing else (no context, attribute or hierarchy), and can be kept.
+    pub(crate) fixed: bool,
+}
+
+/// Whether `policy`'s action scope can match the action whose uid and
+/// groups are `within` (the action first).
+fn may_apply(policy: &Policy, within: &[EntityUid]) -> bool {
+    match policy.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(uid) => within.first() == Some(&uid),
+        ActionConstraint::In(list) => list.iter().any(|uid| within.contains(uid)),
+    }
+}
+
+/// Whether `policy` decides from the principal's and resource's uids alone.
+fn is_fixed(policy: &Policy) -> bool {
+    !policy.has_non_scope_constraint()
+        && matches!(
+            policy.principal_constraint(),
+            PrincipalConstraint::Any | PrincipalConstraint::Eq(_)
+        )
+        && matches!(
+            policy.resource_constraint(),
+            ResourceConstraint::Any | ResourceConstraint::Eq(_)
+        )
 }
 
 impl Slices {
@@ -68,25 +137,99 @@ impl Slices {
             by_user: slice(users)?,
             common: common_set,
             grants: Mutex::new(HashMap::new()),
+            cuts: Mutex::new(HashMap::new()),
         })
     }
 
-    pub(crate) fn of_agent(&self, agent: &str) -> &PolicySet {
+    fn of_agent(&self, agent: &str) -> &PolicySet {
         self.by_agent.get(agent).unwrap_or(&self.common)
     }
 
-    pub(crate) fn of_user(&self, user: &str) -> &PolicySet {
-        self.by_user.get(user).unwrap_or(&self.common)
+    /// The agent's slice: its own policies and the common ones, plus the
+    /// task's grant when the request carries one.
+    pub(crate) fn agent<'a>(
+        &'a self,
+        agent: &str,
+        task: Option<&TaskGrant>,
+        schema: &Schema,
+    ) -> Result<Slice<'a>, String> {
+        if let Some(task) = task {
+            let (key, set) = self.with_grant(agent, task, schema)?;
+            return Ok(Slice {
+                key: format!("g\u{0}{key}"),
+                set: SliceSet::Grant(set),
+            });
+        }
+        Ok(match self.by_agent.get(agent) {
+            Some(set) => Slice {
+                key: format!("a\u{0}{agent}"),
+                set: SliceSet::Borrowed(set),
+            },
+            None => Slice {
+                key: "common".to_owned(),
+                set: SliceSet::Borrowed(&self.common),
+            },
+        })
+    }
+
+    /// The user's slice: their own policies and the common ones.
+    pub(crate) fn user(&self, user: &str) -> Slice<'_> {
+        match self.by_user.get(user) {
+            Some(set) => Slice {
+                key: format!("u\u{0}{user}"),
+                set: SliceSet::Borrowed(set),
+            },
+            None => Slice {
+                key: "common".to_owned(),
+                set: SliceSet::Borrowed(&self.common),
+            },
+        }
+    }
+
+    /// `slice` cut to the policies that can apply to `action` (its uid and
+    /// groups from `within`, asked only when the cut is not cached yet).
+    pub(crate) fn cut(
+        &self,
+        slice: &Slice<'_>,
+        action: &str,
+        within: impl FnOnce() -> Vec<EntityUid>,
+    ) -> Result<Arc<Cut>, String> {
+        let key = format!("{}\u{0}{action}", slice.key);
+        if let Some(cut) = self.cuts.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(cut);
+        }
+        let within = within();
+        let policies: Vec<Policy> = slice
+            .set
+            .get()
+            .policies()
+            .filter(|p| may_apply(p, &within))
+            .cloned()
+            .collect();
+        let fixed = policies.iter().all(is_fixed);
+        let set = PolicySet::from_policies(policies).map_err(|e| e.to_string())?;
+        let cut = Arc::new(Cut {
+            key: key.clone(),
+            set,
+            fixed,
+        });
+        if let Ok(mut cuts) = self.cuts.lock() {
+            if cuts.len() >= MAX_CUTS {
+                cuts.clear();
+            }
+            cuts.insert(key, cut.clone());
+        }
+        Ok(cut)
     }
 
     /// The agent's slice plus the task's grant, built (and validated) once
-    /// per task.
-    pub(crate) fn with_grant(
+    /// per task; with the key it is cached under.
+    fn with_grant(
         &self,
         agent: &str,
         task: &TaskGrant,
         schema: &Schema,
-    ) -> Result<Arc<PolicySet>, String> {
+    ) -> Result<(String, Arc<PolicySet>), String> {
         // Tasks never change their tools, but a key over all of the grant
         // means a cached set can only ever be the same grant.
         let key = format!(
@@ -96,7 +239,7 @@ impl Slices {
             task.tools.join("\u{0}")
         );
         if let Some(set) = self.grants.lock().ok().and_then(|g| g.get(&key).cloned()) {
-            return Ok(set);
+            return Ok((key, set));
         }
         let grant = grant_policy(task)?;
         let alone = PolicySet::from_policies([grant.clone()]).map_err(|e| e.to_string())?;
@@ -111,9 +254,9 @@ impl Slices {
             if grants.len() >= MAX_GRANT_SETS {
                 grants.clear();
             }
-            grants.insert(key, set.clone());
+            grants.insert(key.clone(), set.clone());
         }
-        Ok(set)
+        Ok((key, set))
     }
 }
 

@@ -273,7 +273,43 @@ fn slices_decide_exactly_as_the_whole_set() {
     );
     text.push_str("@id(\"in\") permit(principal in Warden::Agent::\"agent-3\", action == Warden::Action::\"crm/get_customer\", resource);\n");
     text.push_str("@id(\"alice-refund\") permit(principal == Warden::User::\"alice\", action == Warden::Action::\"crm/refund\", resource) when { context.args.amount.lessThan(decimal(\"10.0\")) };\n");
+    // Action groups and `connect`, scope-only and with conditions.
+    text.push_str("@id(\"no-tools-5\") forbid(principal == Warden::Agent::\"agent-5\", action in Warden::Action::\"call_tool\", resource);\n");
+    text.push_str("@id(\"reach-crm\") permit(principal, action == Warden::Action::\"connect\", resource == Warden::Upstream::\"crm\");\n");
+    text.push_str("@id(\"reach-2\") permit(principal == Warden::Agent::\"agent-2\", action == Warden::Action::\"connect\", resource) when { context.mtls };\n");
+    text.push_str("@id(\"no-reach-7\") forbid(principal == Warden::Agent::\"agent-7\", action in [Warden::Action::\"connect\", Warden::Action::\"docs/search\"], resource);\n");
     let e = engine(&text);
+    let mut mtls = ctx().clone();
+    mtls.mtls = true;
+    let mut reached = 0;
+    for agent in (0..35).map(|i| format!("agent-{i}")) {
+        for user in [None, Some("alice"), Some("mallory")] {
+            for context in [ctx(), &mtls] {
+                for upstream in ["crm", "docs"] {
+                    let r = Request {
+                        agent: &agent,
+                        user,
+                        context,
+                        target: Target::Upstream { upstream },
+                    };
+                    // Twice: the second may come from the kept decisions.
+                    for _ in 0..2 {
+                        let sliced = e.authorize(&r);
+                        assert_eq!(
+                            sliced,
+                            e.authorize_unsliced(&r),
+                            "{agent} {user:?} {upstream}"
+                        );
+                        reached += usize::from(sliced.is_allow());
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        reached > 100,
+        "the comparison must cover allows too: {reached}"
+    );
     let mut allowed = 0;
     for agent in (0..35).map(|i| format!("agent-{i}")) {
         for user in [None, Some("alice"), Some("mallory")] {
@@ -662,6 +698,95 @@ fn a_call_is_decided_as_connect_then_the_tool_on_one_context() {
         d.reasons[0].contains("argument `amount` must be a number"),
         "{d:?}"
     );
+}
+
+#[test]
+fn decisions_are_kept_only_where_no_policy_reads_the_request() {
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"connect", resource == Warden::Upstream::"docs");
+           forbid(principal == Warden::Agent::"b", action == Warden::Action::"connect", resource == Warden::Upstream::"docs");
+           permit(principal == Warden::Agent::"a", action == Warden::Action::"connect", resource == Warden::Upstream::"crm")
+           when { context.mtls };
+           permit(principal, action == Warden::Action::"docs/search", resource);
+           permit(principal == Warden::Agent::"a", action == Warden::Action::"crm/get_customer", resource)
+           when { context.args.id like "c-*" };"#,
+    );
+    let plain = ctx().clone();
+    let mut mtls = plain.clone();
+    mtls.mtls = true;
+    let connect = |agent, upstream, context| Request {
+        agent,
+        user: None,
+        target: Target::Upstream { upstream },
+        context,
+    };
+    // `connect` is decided by the policies about `connect` alone.
+    let a = e.slices.agent("a", None, &e.schema).unwrap();
+    assert_eq!(e.cut(&a, "connect").unwrap().set.num_of_policies(), 2);
+    assert!(!e.cut(&a, "connect").unwrap().fixed);
+    let c = e.slices.agent("c", None, &e.schema).unwrap();
+    assert!(e.cut(&c, "connect").unwrap().fixed);
+    assert_eq!(e.cut(&c, "docs/search").unwrap().set.num_of_policies(), 1);
+    // Kept decisions are the principal's own: b's refusal is not c's,
+    // c's permission is not b's, in either order.
+    for _ in 0..3 {
+        assert!(e.authorize(&connect("c", "docs", &plain)).is_allow());
+        assert!(!e.authorize(&connect("b", "docs", &plain)).is_allow());
+        assert!(!e.authorize(&connect("c", "crm", &plain)).is_allow());
+    }
+    // A cut with a condition is decided again every time.
+    for _ in 0..3 {
+        assert!(!e.authorize(&connect("a", "crm", &plain)).is_allow());
+        assert!(e.authorize(&connect("a", "crm", &mtls)).is_allow());
+    }
+    let good = args(json!({"id": "c-1"}));
+    let bad = args(json!({"id": "x-1"}));
+    for _ in 0..3 {
+        let ok = Request {
+            context: &mtls,
+            ..call("a", "crm", "get_customer", &good)
+        };
+        let refused = Request {
+            context: &mtls,
+            ..call("a", "crm", "get_customer", &bad)
+        };
+        assert!(e.authorize_with_reach(&ok).is_allow());
+        assert!(!e.authorize_with_reach(&refused).is_allow());
+        assert!(
+            !e.authorize_with_reach(&call("a", "crm", "get_customer", &good))
+                .is_allow()
+        );
+    }
+}
+
+#[test]
+fn kept_entities_follow_the_agent_s_attributes() {
+    // The entities of a call are kept per agent and tool; a changed
+    // attribute must be seen on the very next decision.
+    let e = engine(
+        r#"permit(principal, action == Warden::Action::"connect", resource)
+           when { principal has owner && principal.owner == "alice" };
+           permit(principal, action == Warden::Action::"docs/search", resource)
+           when { principal has owner && principal.owner == "alice" };"#,
+    );
+    let q = args(json!({"q": "x"}));
+    let owned_by = |owner: Option<&str>| {
+        let mut c = ctx().clone();
+        c.agent.owner = owner.map(str::to_owned);
+        c
+    };
+    for owner in [Some("alice"), Some("bob"), None, Some("alice"), Some("bob")] {
+        let context = owned_by(owner);
+        let r = Request {
+            context: &context,
+            ..call("bot", "docs", "search", &q)
+        };
+        assert_eq!(
+            e.authorize_with_reach(&r).is_allow(),
+            owner == Some("alice"),
+            "{owner:?}"
+        );
+    }
 }
 
 #[test]
