@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use warden_audit::AuditRecord;
-use warden_store::Store;
+use warden_store::{AuditDone, Store};
 
 /// Outcome records queued but not yet committed, at most; past this,
 /// [`AuditLog::write_later`] waits (back-pressure, never a silent drop).
@@ -62,12 +62,17 @@ impl AuditLog {
         let Ok(permit) = self.pending.clone().acquire_owned().await else {
             return;
         };
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.append_audit(vec![body]).await {
+        let then: AuditDone = Box::new(move |result| {
+            if let Err(e) = result {
                 tracing::error!("an outcome record was not written: {e}");
             }
             drop(permit);
         });
+        // Straight to the store's writer if it takes queued records, else
+        // by a task of its own.
+        if let Err((bodies, then)) = self.store.queue_audit(vec![body], then) {
+            let store = self.store.clone();
+            tokio::spawn(async move { then(store.append_audit(bodies).await) });
+        }
     }
 }

@@ -1,15 +1,26 @@
 //! The SQLite hot path, off sqlx's per-connection worker threads: agent
-//! lookups read on the caller's thread (a few microseconds, so revocation is
-//! still checked on every request), and audit batches are appended by one
-//! dedicated writer thread, a single hand-off each way per batch. Each sqlx
+//! lookups read on the caller's thread, and audit batches are appended by
+//! one dedicated writer thread, a single hand-off each way per batch.
+//!
+//! An agent read is kept in memory with the value of the agents' epoch
+//! file (`<database>-epoch`) when it was read. Every change to an agent
+//! through the store, by any process, writes a new value there after its
+//! commit; a kept agent is used only while the file still holds the value
+//! it was read under (one `pread` per request), so a suspension, revocation
+//! or rotation still applies on the very next request. A kept agent is read
+//! again after [`KEEP_AT_MOST`] in any case, so even a change made to the
+//! database by hand, around the store, applies within that time. Each sqlx
 //! statement is a round trip to another thread; on a busy core every one of
 //! those waits for the scheduler, which made them the largest cost of a
 //! request (see docs/performance.md).
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -21,15 +32,102 @@ use crate::{Agent, StoreError};
 const READERS: usize = 4;
 const BUSY: Duration = Duration::from_secs(10);
 
-type Reply = oneshot::Sender<Result<Vec<u64>, StoreError>>;
+/// Where the writer sends a batch's result.
+enum Reply {
+    /// To a caller waiting for it.
+    Wait(oneshot::Sender<Result<Vec<u64>, StoreError>>),
+    /// To a function, called on the writer's thread.
+    Then(crate::AuditDone),
+}
+
+impl Reply {
+    fn send(self, result: Result<Vec<u64>, StoreError>) {
+        match self {
+            Self::Wait(tx) => {
+                let _ = tx.send(result);
+            }
+            Self::Then(f) => f(result),
+        }
+    }
+}
 
 struct Append {
     bodies: Vec<Vec<u8>>,
     reply: Reply,
 }
 
+/// How long a kept agent is used at most before it is read again, even
+/// with an unchanged epoch.
+pub(crate) const KEEP_AT_MOST: Duration = Duration::from_secs(1);
+
+/// Kept agents at most; the map is emptied when full.
+const MAX_KEPT: usize = 100_000;
+
+/// The agents' epoch: a file beside the database whose 8 bytes change
+/// after every change to an agent.
+pub(crate) struct Epoch {
+    file: File,
+}
+
+impl Epoch {
+    /// Opens (creating) the epoch file of the database at `db`; none if
+    /// it cannot be (agents are then read from the database every time).
+    pub(crate) fn open(db: &Path) -> Option<Self> {
+        let mut path = db.as_os_str().to_owned();
+        path.push("-epoch");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| tracing::warn!(path = ?path, "agents will not be kept in memory: {e}"))
+            .ok()?;
+        let epoch = Self { file };
+        if epoch.read().is_none() {
+            epoch.bump();
+        }
+        epoch.read().map(|_| epoch)
+    }
+
+    /// The current value, if it can be read.
+    pub(crate) fn read(&self) -> Option<u64> {
+        let mut bytes = [0u8; 8];
+        self.file.read_exact_at(&mut bytes, 0).ok()?;
+        Some(u64::from_le_bytes(bytes))
+    }
+
+    /// Writes a value never seen before (time, process and a random key:
+    /// two processes changing agents at once still each change it).
+    pub(crate) fn bump(&self) {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        if let Err(e) = self.file.write_all_at(&h.finish().to_le_bytes(), 0) {
+            // Nobody can trust kept agents now: the readers see an
+            // unreadable or unchanged epoch. Fail towards reading.
+            tracing::error!("cannot change the agents' epoch: {e}");
+            let _ = self.file.set_len(0);
+        }
+    }
+}
+
+/// An agent as read, with the epoch it was read under.
+struct Kept {
+    epoch: u64,
+    at: Instant,
+    agent: Option<Agent>,
+}
+
 /// Read connections and the audit writer of one database file.
 pub(crate) struct FastPath {
+    epoch: Option<Epoch>,
+    kept: Mutex<HashMap<String, Kept>>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     writer: Mutex<mpsc::Sender<Append>>,
@@ -86,6 +184,8 @@ impl FastPath {
             .spawn(move || checkpoint_loop(&checkpointer, &stopped, &owned))
             .map_err(|e| StoreError::Database(format!("cannot start the WAL checkpointer: {e}")))?;
         Ok(Self {
+            epoch: Epoch::open(path),
+            kept: Mutex::new(HashMap::new()),
             readers,
             next: AtomicUsize::new(0),
             writer: Mutex::new(tx),
@@ -93,12 +193,56 @@ impl FastPath {
         })
     }
 
-    /// Reads an agent on the calling thread.
+    /// Marks every kept agent as stale, in this process and in every
+    /// other (after a committed change to an agent).
+    pub(crate) fn agents_changed(&self) {
+        if let Some(epoch) = &self.epoch {
+            epoch.bump();
+        }
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.clear();
+        }
+    }
+
+    /// An agent: kept in memory while the epoch is unchanged (and for
+    /// [`KEEP_AT_MOST`]), else read on the calling thread.
     pub(crate) fn agent(
         &self,
         tenant: &TenantId,
         name: &AgentName,
     ) -> Result<Option<Agent>, StoreError> {
+        // The epoch is read before the database: a change committed in
+        // between is read now and seen as a change next time.
+        let Some(epoch) = self.epoch.as_ref().and_then(Epoch::read) else {
+            return self.read_agent(tenant, name);
+        };
+        let key = format!("{tenant}\u{0}{name}");
+        if let Some(kept) = self.kept.lock().ok().and_then(|k| {
+            k.get(&key)
+                .filter(|k| k.epoch == epoch && k.at.elapsed() < KEEP_AT_MOST)
+                .map(|k| k.agent.clone())
+        }) {
+            return Ok(kept);
+        }
+        let agent = self.read_agent(tenant, name)?;
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
+            kept.insert(
+                key,
+                Kept {
+                    epoch,
+                    at: Instant::now(),
+                    agent: agent.clone(),
+                },
+            );
+        }
+        Ok(agent)
+    }
+
+    /// Reads an agent from the database on the calling thread.
+    fn read_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Option<Agent>, StoreError> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         // Take a free connection if there is one, else wait for ours.
         let slot =
@@ -143,16 +287,34 @@ impl FastPath {
     /// Appends a batch through the writer thread; returns once committed.
     pub(crate) async fn append(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
         let (reply, wait) = oneshot::channel();
-        let sent = self
-            .writer
-            .lock()
-            .map(|tx| tx.send(Append { bodies, reply }).is_ok())
-            .unwrap_or(false);
-        if !sent {
+        if self.send(bodies, Reply::Wait(reply)).is_err() {
             return Err(StoreError::Database("the audit writer has stopped".into()));
         }
         wait.await
             .map_err(|_| StoreError::Database("the audit writer has stopped".into()))?
+    }
+
+    /// Hands a batch to the writer thread, which calls `then` once it is
+    /// committed (or failed).
+    pub(crate) fn queue(
+        &self,
+        bodies: Vec<Vec<u8>>,
+        then: crate::AuditDone,
+    ) -> Result<(), (Vec<Vec<u8>>, crate::AuditDone)> {
+        self.send(bodies, Reply::Then(then))
+            .map_err(|(bodies, reply)| match reply {
+                Reply::Then(then) => (bodies, then),
+                // `send` gives back what it was given.
+                Reply::Wait(_) => (bodies, Box::new(|_| {}) as crate::AuditDone),
+            })
+    }
+
+    fn send(&self, bodies: Vec<Vec<u8>>, reply: Reply) -> Result<(), (Vec<Vec<u8>>, Reply)> {
+        let Ok(tx) = self.writer.lock() else {
+            return Err((bodies, reply));
+        };
+        tx.send(Append { bodies, reply })
+            .map_err(|mpsc::SendError(a)| (a.bodies, a.reply))
     }
 }
 
@@ -202,13 +364,13 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
                 }
                 let mut seqs = seqs.into_iter();
                 for (job, n) in jobs.into_iter().zip(sizes) {
-                    let _ = job.reply.send(Ok(seqs.by_ref().take(n).collect()));
+                    job.reply.send(Ok(seqs.by_ref().take(n).collect()));
                 }
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), "audit append failed: {e}");
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Database(e.to_string())));
+                    job.reply.send(Err(StoreError::Database(e.to_string())));
                 }
             }
         }

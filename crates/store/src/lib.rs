@@ -15,6 +15,9 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 pub use sqlite::SqliteStore;
 
+/// What is done once queued audit records are committed, or failed.
+pub type AuditDone = Box<dyn FnOnce(Result<Vec<u64>, StoreError>) + Send>;
+
 /// A storage failure. Callers fail closed on any of these.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -476,6 +479,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Appends records (serialized) to the audit chain in one durable
     /// transaction, returning their seqs. When this returns, they are on disk.
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError>;
+    /// Queues records to be appended as [`append_audit`](Self::append_audit)
+    /// does, without waiting: `then` gets the result once they are
+    /// committed (or not). A store that cannot queue gives both back, and
+    /// the caller appends them itself.
+    fn queue_audit(
+        &self,
+        bodies: Vec<Vec<u8>>,
+        then: AuditDone,
+    ) -> Result<(), (Vec<Vec<u8>>, AuditDone)> {
+        Err((bodies, then))
+    }
     /// Up to `limit` entries with seq > `after`, in order.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError>;
     /// Indexes up to `limit` committed entries for queries (the append

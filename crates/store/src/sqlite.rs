@@ -582,7 +582,9 @@ impl Store for SqliteStore {
                 Ok(_) => {}
             }
         }
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        self.fast.agents_changed();
+        Ok(())
     }
 
     async fn agent(
@@ -640,6 +642,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.fast.agents_changed();
         self.agent(tenant, name)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("agent `{name}`")))
@@ -657,6 +660,7 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        self.fast.agents_changed();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!(
                 "agent `{name}` in tenant `{tenant}`"
@@ -1277,6 +1281,14 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
         self.fast.append(bodies).await
+    }
+
+    fn queue_audit(
+        &self,
+        bodies: Vec<Vec<u8>>,
+        then: crate::AuditDone,
+    ) -> Result<(), (Vec<Vec<u8>>, crate::AuditDone)> {
+        self.fast.queue(bodies, then)
     }
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {

@@ -656,6 +656,88 @@ async fn sqlite_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
+async fn a_change_to_an_agent_is_seen_at_once_by_every_store_on_the_file() {
+    // Two stores on one file: the gateway and a `warden agent suspend` run
+    // by an operator, each with the agents it keeps in memory (G9).
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let gateway = SqliteStore::open(&url).await.unwrap();
+    let operator = SqliteStore::open(&url).await.unwrap();
+    let (t, a) = (tenant("acme"), name("bot"));
+    operator
+        .create_agent(new_agent("acme", "bot"))
+        .await
+        .unwrap();
+    for (state, expected) in [
+        (None, AgentState::Active),
+        (Some(AgentState::Suspended), AgentState::Suspended),
+        (Some(AgentState::Active), AgentState::Active),
+        (Some(AgentState::Revoked), AgentState::Revoked),
+    ] {
+        if let Some(state) = state {
+            operator.set_agent_state(&t, &a, state).await.unwrap();
+        }
+        // Read twice: the second read is from memory.
+        for _ in 0..2 {
+            let seen = gateway.agent(&t, &a).await.unwrap().unwrap();
+            assert_eq!(seen.state, expected);
+        }
+    }
+    let before = gateway.agent(&t, &a).await.unwrap().unwrap().rotated_at;
+    operator.rotate_agent(&t, &a).await.unwrap();
+    assert_ne!(
+        gateway.agent(&t, &a).await.unwrap().unwrap().rotated_at,
+        before
+    );
+    // An agent created by the other store is found at once, though its
+    // absence was read before.
+    assert!(gateway.agent(&t, &name("new")).await.unwrap().is_none());
+    operator
+        .create_agent(new_agent("acme", "new"))
+        .await
+        .unwrap();
+    assert!(gateway.agent(&t, &name("new")).await.unwrap().is_some());
+
+    // An edit around the store (by hand, in SQL) changes no epoch: the kept
+    // agent is used at most `KEEP_AT_MOST` (1 s) longer.
+    assert_eq!(
+        gateway
+            .agent(&t, &name("new"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        AgentState::Active
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+    conn.execute(
+        "UPDATE agents SET state = 'suspended' WHERE name = 'new'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(
+        gateway
+            .agent(&t, &name("new"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        AgentState::Active,
+        "the agent is kept in memory"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        gateway
+            .agent(&t, &name("new"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        AgentState::Suspended
+    );
+}
+
+#[tokio::test]
 async fn a_bad_url_is_a_clear_error() {
     let err = SqliteStore::open("sqlite:///nonexistent-dir/x/y.db")
         .await
