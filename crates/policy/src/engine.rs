@@ -1,5 +1,6 @@
 //! Building a validated engine and answering requests with it.
 
+mod needs;
 mod request;
 mod slices;
 
@@ -17,6 +18,7 @@ use warden_core::{Approval, Decision, Effect, Obligations};
 
 pub use request::{AgentInfo, Request, RequestContext, SessionState, Target, TaskGrant};
 
+use self::needs::Needs;
 use self::request::{IpCache, Parts, Types, common_context, context, entities, principal_entity};
 use self::slices::{Cut, Slice, Slices};
 use crate::args::ArgType;
@@ -205,15 +207,14 @@ impl PolicyEngine {
             target: Target::Upstream { upstream },
             ..*request
         };
-        // A tool call's context (with its arguments) is built first, so that
-        // `connect` uses it too: `connect` policies are validated against a
-        // context without `args`, so they cannot read them.
+        // A tool call's arguments are typed first: arguments of the wrong
+        // type deny before anything is decided.
         if let Target::Tool {
             upstream,
             tool,
             args,
         } = request.target
-            && let Err(e) = self.args_context(upstream, tool, args, &fields)
+            && let Err(e) = self.typed_args(upstream, tool, args, &fields)
         {
             return Decision::deny(e);
         }
@@ -224,41 +225,66 @@ impl PolicyEngine {
         self.authorize_with(request, &fields)
     }
 
-    /// The context fields every decision of `request` shares.
+    /// What every decision of `request` shares, built as it is needed.
     fn fields(&self, request: &Request<'_>) -> Result<Shared, String> {
-        let user = request.user.map(|u| Types::uid(&self.types.user, u));
         Ok(Shared {
-            pairs: common_context(request.context, user, &self.ips)?,
-            with_args: RefCell::new(None),
+            user: request.user.map(|u| Types::uid(&self.types.user, u)),
+            args: RefCell::new(None),
+            contexts: RefCell::new(Vec::new()),
             agent: RefCell::new(None),
         })
     }
 
-    /// The context of a tool call, `args` typed from the tool's input
-    /// schema, built once per request (`connect` and each principal's
-    /// decision share it).
-    fn args_context(
+    /// A tool call's arguments typed from the tool's input schema (`context.args`),
+    /// once per request.
+    fn typed_args(
         &self,
         upstream: &str,
         tool: &str,
         args: &serde_json::Map<String, Value>,
         fields: &Shared,
-    ) -> Result<cedar_policy::Context, String> {
-        if let Some(c) = fields.with_args.borrow().as_ref() {
-            return Ok(c.clone());
+    ) -> Result<RestrictedExpression, String> {
+        if let Some(a) = fields.args.borrow().as_ref() {
+            return Ok(a.clone());
         }
         let id = tool_action(upstream, tool);
         let ty = self
             .arg_types
             .get(&id)
             .ok_or_else(|| not_in_catalog(upstream, tool))?;
-        let mut pairs = fields.pairs.clone();
-        pairs.push((
-            "args".into(),
-            ty.to_cedar(&Value::Object(args.clone()), "")?,
-        ));
+        let typed = ty.to_cedar(&Value::Object(args.clone()), "")?;
+        *fields.args.borrow_mut() = Some(typed.clone());
+        Ok(typed)
+    }
+
+    /// The context of a decision: the fields `needs` names, and the
+    /// target's own (`args`, `uri`); built once per request and needs.
+    fn context_of(
+        &self,
+        request: &Request<'_>,
+        fields: &Shared,
+        needs: Needs,
+        extra: Extra<'_>,
+    ) -> Result<cedar_policy::Context, String> {
+        let key = (needs.bits(), extra.tag());
+        if let Some((_, c)) = fields.contexts.borrow().iter().find(|(k, _)| *k == key) {
+            return Ok(c.clone());
+        }
+        let mut pairs = common_context(request.context, fields.user.as_ref(), &self.ips, needs)?;
+        match extra {
+            Extra::Args(args) if needs.has("args") => pairs.push(("args".into(), args)),
+            Extra::NoArgs if needs.has("args") => pairs.push((
+                "args".into(),
+                RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
+            )),
+            Extra::Uri(uri) if needs.has("uri") => pairs.push((
+                "uri".into(),
+                RestrictedExpression::new_string(uri.to_owned()),
+            )),
+            _ => {}
+        }
         let built = context(pairs)?;
-        *fields.with_args.borrow_mut() = Some(built.clone());
+        fields.contexts.borrow_mut().push((key, built.clone()));
         Ok(built)
     }
 
@@ -322,6 +348,7 @@ impl PolicyEngine {
             key: "all".into(),
             set: self.policies.clone(),
             fixed: false,
+            needs: Needs::ALL,
         };
         let agent = self.decide(request, Principal::Agent, &all, &fields);
         match request.user {
@@ -355,7 +382,7 @@ impl PolicyEngine {
         {
             return d;
         }
-        let decision = match self.cedar_request(request, who, true, fields) {
+        let decision = match self.cedar_request(request, who, true, fields, cut.needs) {
             Ok((req, entities)) => self.decision(
                 &self.authorizer.is_authorized(&req, &cut.set, &entities),
                 &cut.set,
@@ -395,10 +422,10 @@ impl PolicyEngine {
         let Ok(cut) = self.cut(&slice, &action) else {
             return false;
         };
-        self.may_list_as(request, Principal::Agent, &cut.set, &fields)
+        self.may_list_as(request, Principal::Agent, &cut, &fields)
             && request.user.is_none_or(|user| {
                 self.cut(&self.slices.user(user), &action)
-                    .is_ok_and(|cut| self.may_list_as(request, Principal::User, &cut.set, &fields))
+                    .is_ok_and(|cut| self.may_list_as(request, Principal::User, &cut, &fields))
             })
     }
 
@@ -406,12 +433,13 @@ impl PolicyEngine {
         &self,
         request: &Request<'_>,
         who: Principal,
-        policies: &PolicySet,
+        cut: &Cut,
         fields: &Shared,
     ) -> bool {
-        let Ok((req, entities)) = self.cedar_request(request, who, false, fields) else {
+        let Ok((req, entities)) = self.cedar_request(request, who, false, fields, cut.needs) else {
             return false;
         };
+        let policies = &cut.set;
         let response = self.authorizer.is_authorized(&req, policies, &entities);
         if response.decision() == cedar_policy::Decision::Allow {
             return true;
@@ -434,6 +462,7 @@ impl PolicyEngine {
         who: Principal,
         typed: bool,
         fields: &Shared,
+        needs: Needs,
     ) -> Result<(cedar_policy::Request, Arc<Entities>), String> {
         let t = &self.types;
         let (principal, name, info) = match (who, request.user) {
@@ -451,7 +480,7 @@ impl PolicyEngine {
         };
         let shared = fields;
         let mut list = Vec::new();
-        let (action, resource, fields) = match request.target {
+        let (action, resource, context) = match request.target {
             Target::Tool {
                 upstream,
                 tool,
@@ -463,16 +492,12 @@ impl PolicyEngine {
                     .tools
                     .get(&id)
                     .ok_or_else(|| not_in_catalog(upstream, tool))?;
-                let context = if typed {
-                    self.args_context(upstream, tool, args, shared)?
+                let extra = if typed {
+                    Extra::Args(self.typed_args(upstream, tool, args, shared)?)
                 } else {
-                    let mut fields = shared.pairs.clone();
-                    fields.push((
-                        "args".into(),
-                        RestrictedExpression::new_record([]).map_err(|e| e.to_string())?,
-                    ));
-                    context(fields)?
+                    Extra::NoArgs
                 };
+                let context = self.context_of(request, shared, needs, extra)?;
                 let entities = self.kept_entities(&id, who, name, info, || {
                     entry
                         .base
@@ -494,28 +519,18 @@ impl PolicyEngine {
                 let uid = Types::uid(&t.resource, &format!("{upstream}/{uri}"));
                 list.extend(self.child(&uid, upstream));
                 list.extend(self.parts.action(ACTION_READ_RESOURCE));
-                let mut fields = shared.pairs.clone();
-                fields.push((
-                    "uri".into(),
-                    RestrictedExpression::new_string(uri.to_owned()),
-                ));
-                (Types::uid(&t.action, ACTION_READ_RESOURCE), uid, fields)
+                let context = self.context_of(request, shared, needs, Extra::Uri(uri))?;
+                (Types::uid(&t.action, ACTION_READ_RESOURCE), uid, context)
             }
             Target::Prompt { upstream, name } => {
                 let uid = Types::uid(&t.prompt, &format!("{upstream}/{name}"));
                 list.extend(self.child(&uid, upstream));
                 list.extend(self.parts.action(ACTION_GET_PROMPT));
-                (
-                    Types::uid(&t.action, ACTION_GET_PROMPT),
-                    uid,
-                    shared.pairs.clone(),
-                )
+                let context = self.context_of(request, shared, needs, Extra::None)?;
+                (Types::uid(&t.action, ACTION_GET_PROMPT), uid, context)
             }
             Target::Upstream { upstream } => {
-                let context = match shared.with_args.borrow().as_ref() {
-                    Some(c) => c.clone(),
-                    None => context(shared.pairs.clone())?,
-                };
+                let context = self.context_of(request, shared, needs, Extra::None)?;
                 let entities = match self.parts.connect.get(upstream) {
                     Some(base) => {
                         let id = format!("{ACTION_CONNECT}\u{0}{upstream}");
@@ -546,7 +561,7 @@ impl PolicyEngine {
         // they are not validated again (that would cost more than the
         // evaluation).
         list.push(principal_entity()?);
-        let req = cedar_policy::Request::new(principal, action, resource, context(fields)?, None)
+        let req = cedar_policy::Request::new(principal, action, resource, context, None)
             .map_err(|e| format!("invalid request: {e}"))?;
         Ok((req, Arc::new(entities(list)?)))
     }
@@ -865,9 +880,34 @@ fn not_in_catalog(upstream: &str, tool: &str) -> String {
 /// What the decisions of one request share, built once: the common context
 /// fields, the context with the tool's arguments and the agent's entity.
 struct Shared {
-    pairs: request::Fields,
-    with_args: RefCell<Option<cedar_policy::Context>>,
+    user: Option<EntityUid>,
+    /// `context.args`, typed.
+    args: RefCell<Option<RestrictedExpression>>,
+    /// The contexts built so far, by needs and target fields.
+    contexts: RefCell<Vec<((u16, u8), cedar_policy::Context)>>,
     agent: RefCell<Option<Entity>>,
+}
+
+/// A target's own context fields.
+enum Extra<'a> {
+    None,
+    /// A tool call's typed arguments.
+    Args(RestrictedExpression),
+    /// A tool listed, its arguments unknown: `args` is empty.
+    NoArgs,
+    /// A resource's URI.
+    Uri(&'a str),
+}
+
+impl Extra<'_> {
+    fn tag(&self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Args(_) => 1,
+            Self::NoArgs => 2,
+            Self::Uri(_) => 3,
+        }
+    }
 }
 
 #[cfg(test)]

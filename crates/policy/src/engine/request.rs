@@ -14,6 +14,7 @@ use cedar_policy::{
 };
 use serde_json::{Map, Value};
 
+use super::needs::Needs;
 use crate::labels::{Classification, ToolLabel};
 use crate::schema::{ACTION_CALL_TOOL, ACTION_CONNECT, ACTION_GET_PROMPT, ACTION_READ_RESOURCE};
 
@@ -194,16 +195,18 @@ impl IpCache {
 /// The context fields every action has.
 pub(crate) fn common_context(
     ctx: &RequestContext,
-    user: Option<EntityUid>,
+    user: Option<&EntityUid>,
     ips: &IpCache,
+    needs: Needs,
 ) -> Result<Fields, String> {
-    let day = ctx.now / 86_400;
-    let weekday = WEEKDAYS
-        .get(usize::try_from(day % 7).unwrap_or(0))
-        .copied()
-        .unwrap_or("thursday");
-    let mut fields = vec![
-        (
+    let mut fields = Vec::new();
+    if needs.has("now") {
+        let day = ctx.now / 86_400;
+        let weekday = WEEKDAYS
+            .get(usize::try_from(day % 7).unwrap_or(0))
+            .copied()
+            .unwrap_or("thursday");
+        fields.push((
             "now".to_owned(),
             record([
                 ("unix", long(ctx.now)),
@@ -214,10 +217,16 @@ pub(crate) fn common_context(
                     RestrictedExpression::new_string(weekday.to_owned()),
                 ),
             ])?,
-        ),
-        ("source_ip".to_owned(), ips.get(ctx.source_ip)),
-        ("mtls".to_owned(), RestrictedExpression::new_bool(ctx.mtls)),
-        (
+        ));
+    }
+    if needs.has("source_ip") {
+        fields.push(("source_ip".to_owned(), ips.get(ctx.source_ip)));
+    }
+    if needs.has("mtls") {
+        fields.push(("mtls".to_owned(), RestrictedExpression::new_bool(ctx.mtls)));
+    }
+    if needs.has("session") {
+        fields.push((
             "session".to_owned(),
             record([
                 (
@@ -231,8 +240,10 @@ pub(crate) fn common_context(
                 ("reads", long(ctx.session.reads)),
                 ("calls", long(ctx.session.calls)),
             ])?,
-        ),
-        (
+        ));
+    }
+    if needs.has("risk") {
+        fields.push((
             "risk".to_owned(),
             record([
                 ("score", RestrictedExpression::new_long(ctx.risk_score)),
@@ -241,9 +252,11 @@ pub(crate) fn common_context(
                     RestrictedExpression::new_string(ctx.risk_level().to_owned()),
                 ),
             ])?,
-        ),
-    ];
-    if let Some(task) = &ctx.task {
+        ));
+    }
+    if let Some(task) = &ctx.task
+        && needs.has("task")
+    {
         fields.push((
             "task".to_owned(),
             record([
@@ -256,10 +269,12 @@ pub(crate) fn common_context(
             ])?,
         ));
     }
-    if let Some(user) = user {
+    if let Some(user) = user
+        && needs.has("user")
+    {
         fields.push((
             "user".to_owned(),
-            RestrictedExpression::new_entity_uid(user),
+            RestrictedExpression::new_entity_uid(user.clone()),
         ));
     }
     Ok(fields)

@@ -24,6 +24,7 @@ use cedar_policy::{
     ResourceConstraint, Schema, ValidationMode, Validator,
 };
 
+use super::needs::Needs;
 use super::request::{TaskGrant, Types};
 
 /// Grant sets kept at most; the cache is emptied when full.
@@ -74,6 +75,8 @@ pub(crate) struct Cut {
     /// decision then depends on the principal and the resource and on
     /// nothing else (no context, attribute or hierarchy), and can be kept.
     pub(crate) fixed: bool,
+    /// The context fields its policies read.
+    pub(crate) needs: Needs,
 }
 
 /// Whether `policy`'s action scope can match the action whose uid and
@@ -207,11 +210,13 @@ impl Slices {
             .cloned()
             .collect();
         let fixed = policies.iter().all(is_fixed);
+        let needs = Needs::of(&policies);
         let set = PolicySet::from_policies(policies).map_err(|e| e.to_string())?;
         let cut = Arc::new(Cut {
             key: key.clone(),
             set,
             fixed,
+            needs,
         });
         if let Ok(mut cuts) = self.cuts.lock() {
             if cuts.len() >= MAX_CUTS {
