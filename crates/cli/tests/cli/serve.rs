@@ -95,6 +95,13 @@ permit(principal == Warden::Agent::"bot", action == Warden::Action::"connect", r
     );
     let forged = format!("{token}x");
     assert_eq!(post(port, &forged, list), 401);
+    // The gateway keeps the agent in memory between requests; a change made
+    // by another process applies on the very next request all the same
+    // (G9), each within far less than the time an agent is kept.
+    assert_eq!(warden(&dir, &["agent", "suspend", "bot"]).code, 0);
+    assert_eq!(post(port, &token, list), 401, "suspended");
+    assert_eq!(warden(&dir, &["agent", "resume", "bot"]).code, 0);
+    assert_eq!(post(port, &token, list), 200, "resumed");
     assert_eq!(warden(&dir, &["agent", "revoke", "bot"]).code, 0);
     assert_eq!(
         post(port, &token, list),
