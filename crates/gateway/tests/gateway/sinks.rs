@@ -100,7 +100,17 @@ async fn every_record_reaches_the_sinks_in_order_through_an_outage() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         let posted = siem.lines.lock().unwrap().clone();
-        if seqs(&in_file).len() as u64 >= head && seqs(&posted).len() as u64 >= head {
+        // A batch's cursor is saved after the sink has taken it: wait for
+        // both, so that the durable cursors are checked once they can be.
+        let cursors = (
+            h.store.sink_cursor("file").await.unwrap(),
+            h.store.sink_cursor("http").await.unwrap(),
+        );
+        if seqs(&in_file).len() as u64 >= head
+            && seqs(&posted).len() as u64 >= head
+            && cursors.0 >= head
+            && cursors.1 >= head
+        {
             let want: Vec<u64> = (1..=head).collect();
             assert_eq!(
                 seqs(&in_file)[..head as usize],
@@ -120,7 +130,7 @@ async fn every_record_reaches_the_sinks_in_order_through_an_outage() {
         }
         assert!(
             Instant::now() < deadline,
-            "sinks lag: file {}, http {} of {head}",
+            "sinks lag: file {}, http {} of {head}, cursors {cursors:?}",
             in_file.len(),
             posted.len()
         );
@@ -134,7 +144,7 @@ async fn every_record_reaches_the_sinks_in_order_through_an_outage() {
             .iter()
             .all(|a| a == "Bearer siem-token-123")
     );
-    // The cursors are durable.
+    // The cursors are durable: read again, from the store.
     assert!(h.store.sink_cursor("file").await.unwrap() >= head);
     assert!(h.store.sink_cursor("http").await.unwrap() >= head);
 }
