@@ -283,10 +283,35 @@ impl Gateway {
         admin::router(self.clone())
     }
 
-    /// Stops the stdio upstream processes and signs a last checkpoint.
+    /// Outcome records queued for the audit log and not yet committed.
+    pub fn audit_pending(&self) -> usize {
+        self.audit.pending()
+    }
+
+    /// Waits until every queued outcome record is committed, or `limit`
+    /// passes; whether the queue is empty.
+    pub async fn settle_audit(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.audit.pending() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Stops the stdio upstream processes, lets the queued outcome records
+    /// land, and signs a last checkpoint that covers them.
     pub async fn shutdown(&self) {
         for u in self.upstreams.values() {
             u.shutdown().await;
+        }
+        if !self.settle_audit(SHUTDOWN_AUDIT_WAIT).await {
+            tracing::error!(
+                pending = self.audit.pending(),
+                "outcome records still queued at shutdown"
+            );
         }
         let _ = self.background_stop.send(true);
         if let Err(e) =
@@ -311,6 +336,9 @@ impl Gateway {
         self.upstreams.get(name.as_str()).cloned()
     }
 }
+
+/// How long shutdown waits for queued outcome records to be committed.
+const SHUTDOWN_AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Makes ring rustls's process-wide crypto provider (for HTTPS upstreams),
 /// unless one is installed already.

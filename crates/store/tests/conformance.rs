@@ -709,22 +709,23 @@ async fn a_change_to_an_agent_is_seen_at_once_by_every_store_on_the_file() {
             .state,
         AgentState::Active
     );
+    let read = std::time::Instant::now();
     let conn = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
     conn.execute(
         "UPDATE agents SET state = 'suspended' WHERE name = 'new'",
         [],
     )
     .unwrap();
-    assert_eq!(
-        gateway
-            .agent(&t, &name("new"))
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        AgentState::Active,
-        "the agent is kept in memory"
-    );
+    let kept = gateway
+        .agent(&t, &name("new"))
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    // (Unless this machine stalled past the limit in between.)
+    if read.elapsed() < std::time::Duration::from_millis(800) {
+        assert_eq!(kept, AgentState::Active, "the agent is kept in memory");
+    }
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
         gateway

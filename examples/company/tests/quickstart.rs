@@ -195,7 +195,7 @@ async fn the_quickstart_allows_and_denies_what_its_policies_say_and_survives_a_c
     assert!(killed.success(), "no docs server to kill");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ok = false;
-    for _ in 0..10 {
+    for _ in 0..60 {
         if warden_example::demo(&url, &by_token)
             .await
             .is_ok_and(|r| r.calls[0].2)

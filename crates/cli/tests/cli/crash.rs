@@ -126,6 +126,25 @@ permit(principal == Warden::Agent::"bot", action == Warden::Action::"connect", r
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // ... and at least one checkpoint signed while it runs.
+    let url = format!("sqlite://{}", dir.join("warden.db").display());
+    rt.block_on(async {
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        loop {
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM checkpoints")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if n >= 1 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no checkpoint signed under load"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     running.store(false, Ordering::SeqCst);

@@ -270,7 +270,7 @@ async fn in_wait_mode_the_call_is_held_open_until_it_is_decided() {
     let h = crate::harness::harness_with(
         POLICY,
         crate::harness::Options {
-            crm_extra: "approval = \"wait\"\napproval_timeout = \"3s\"\n",
+            crm_extra: "approval = \"wait\"\napproval_timeout = \"6s\"\n",
             ..Default::default()
         },
     )
@@ -358,8 +358,8 @@ async fn an_approval_does_not_cover_another_policy_version() {
     approve(&h, &id, "ann").await;
     // The policies change (same rule, another version) before the retry.
     let before = h.gateway.policy().engine().unwrap().version().to_owned();
-    std::fs::write(h.policy_path(), format!("{POLICY}\n// reviewed\n")).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    h.write_policy(&format!("{POLICY}\n// reviewed\n"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while h.gateway.policy().engine().unwrap().version() == before {
         assert!(
             std::time::Instant::now() < deadline,

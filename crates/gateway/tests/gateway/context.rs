@@ -89,10 +89,17 @@ async fn a_task_token_works_during_the_task_and_dies_with_it() {
     assert_eq!(h.crm.calls.get(), before);
 
     // Expiry without `task end` also revokes.
-    let token = open_task(&h, "t-short", &["crm/get_customer"], 2).await;
+    // (Expiry is in whole seconds: the task lives 3 to 4 s.)
+    let token = open_task(&h, "t-short", &["crm/get_customer"], 4).await;
     assert_eq!(h.post("/mcp/crm", Some(&token), call.clone()).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _, body) = h.post("/mcp/crm", Some(&token), call.clone()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (status, _, body) = h.post("/mcp/crm", Some(&token), call.clone()).await;
+        if status != 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+    };
     assert_eq!(status, 401, "{body}");
     assert!(message(&body).contains("has expired"), "{body}");
 

@@ -268,13 +268,9 @@ async fn policies_reload_atomically_and_invalid_sets_are_refused() {
             .await
             .is_err()
     );
-    std::fs::write(
-        h.policy_path(),
-        r#"permit(principal == Warden::Agent::"a", action == Warden::Action::"docs/search", resource);"#,
-    )
-    .unwrap();
+    h.write_policy(r#"permit(principal == Warden::Agent::"a", action == Warden::Action::"docs/search", resource);"#);
     let mut allowed = false;
-    for _ in 0..50 {
+    for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if client
             .call_tool(call("search", json!({"query": "vpn"})))
@@ -287,11 +283,7 @@ async fn policies_reload_atomically_and_invalid_sets_are_refused() {
     }
     assert!(allowed, "the new policy was not picked up");
     // A broken set (unknown action) is refused; the old one stays in force.
-    std::fs::write(
-        h.policy_path(),
-        r#"permit(principal, action == Warden::Action::"docs/nope", resource);"#,
-    )
-    .unwrap();
+    h.write_policy(r#"permit(principal, action == Warden::Action::"docs/nope", resource);"#);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         client

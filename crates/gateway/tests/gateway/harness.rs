@@ -36,7 +36,6 @@ pub struct Harness {
     pub key: Arc<SigningKey>,
     pub crm: HttpServer,
     pub docs: HttpServer,
-    #[allow(dead_code, reason = "kept alive for the test's duration")]
     pub gateway: Arc<Gateway>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub config: Config,
@@ -432,6 +431,9 @@ pub async fn harness_with(policies: &str, options: Options) -> Harness {
         dir = "policies"
         reload_interval = "100ms"
         {shadow}
+        [audit]
+        # Checkpoints are signed when a test asks, not by the clock.
+        checkpoint_interval = "1h"
         [[upstreams]]
         name = "crm"
         url = "{crm}"
@@ -653,13 +655,17 @@ impl Harness {
             .unwrap();
     }
 
+    /// Every entry of the trail, once the queued outcome records have landed.
     pub async fn entries(&self) -> Vec<ChainEntry> {
+        // Outcome records are queued after the answer: let them land.
+        assert!(
+            self.gateway.settle_audit(Duration::from_secs(30)).await,
+            "outcome records still queued after 30 s"
+        );
         self.store.audit_entries(0, 100_000).await.unwrap()
     }
 
     pub async fn records(&self) -> Vec<AuditRecord> {
-        // Outcome records are queued after the answer: let them land.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         self.entries()
             .await
             .iter()
@@ -735,5 +741,13 @@ impl Harness {
 
     pub fn policy_path(&self) -> PathBuf {
         self.dir.path().join("policies/test.cedar")
+    }
+
+    /// Replaces the policy file at once (written aside, then renamed), as a
+    /// deployment would, so that the watcher never reads half a file.
+    pub fn write_policy(&self, text: &str) {
+        let aside = self.dir.path().join("policies/.test.cedar.new");
+        std::fs::write(&aside, text).unwrap();
+        std::fs::rename(&aside, self.policy_path()).unwrap();
     }
 }

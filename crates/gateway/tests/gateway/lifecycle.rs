@@ -226,8 +226,9 @@ async fn an_event_never_delivered_is_given_up_loudly_not_silently() {
     let secrets = tempfile::tempdir().unwrap();
     let h = with_webhook_tries(&url, secrets.path(), 2).await;
     held(&h, r#"{"id":"c-5","email":"f@example.com"}"#).await;
+    // The failure is recorded, then the event marked failed: wait for both.
     let mut failures = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         failures = h
             .records()
@@ -235,7 +236,8 @@ async fn an_event_never_delivered_is_given_up_loudly_not_silently() {
             .into_iter()
             .filter(|r| r.method.as_deref() == Some("webhook.failed"))
             .collect();
-        if !failures.is_empty() {
+        let due = h.store.due_events(u64::MAX / 2, 10).await.unwrap();
+        if !failures.is_empty() && due.is_empty() {
             break;
         }
     }

@@ -86,7 +86,10 @@ async fn every_record_reaches_the_sinks_in_order_through_an_outage() {
         let started = Instant::now();
         let (status, _, body) = h.post("/mcp/crm", Some(&h.token("a")), call).await;
         assert_eq!(status, 200, "{body}");
-        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "held up by the sink"
+        );
     }
     h.records().await;
     let head = h.store.audit_head().await.unwrap().seq;
