@@ -941,3 +941,101 @@ async fn audit_queries_are_served_from_indexes() {
         assert!(!plan.contains("SCAN "), "filter {i} scans: {plan}");
     }
 }
+
+/// Every row of the query index, in order.
+fn index_rows(db: &std::path::Path) -> Vec<Vec<Option<String>>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, request_id, tenant, agent, user, action, effect, time, kind
+             FROM audit_index ORDER BY seq",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        (0..9)
+            .map(|i| {
+                r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                    rusqlite::types::Value::Null => None,
+                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                    rusqlite::types::Value::Text(t) => Some(t),
+                    other => Some(format!("{other:?}")),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// `n` well-formed records for tenant `acme`, agent `f`.
+fn filler(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            rec([
+                "acme",
+                "f",
+                "",
+                "crm/get",
+                "allow",
+                "2026-11-08T10:00:00Z",
+                "request",
+                &format!("f{i}"),
+            ])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_writer_keeps_the_query_index_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    audit_queries(&store).await;
+    let odd = [
+        // Escapes, a field of another type, a null decision, an empty
+        // object, an array, duplicate keys, not UTF-8.
+        br#"{"kind":"request","request_id":"r\u00e9\n\"q\"","tenant":"acme","agent":"a\\b","time":"2026-11-06T10:00:00Z","decision":{"effect":"allow"}}"#.to_vec(),
+        br#"{"kind":"request","request_id":7,"tenant":"acme","decision":{}}"#.to_vec(),
+        br#"{"tenant":"acme","decision":null,"action":"x/y"}"#.to_vec(),
+        b"{}".to_vec(),
+        b"[1,2]".to_vec(),
+        br#"{"tenant":"acme","tenant":"other"}"#.to_vec(),
+        vec![0xff, 0xfe],
+    ];
+    for body in &odd {
+        store.append_audit(vec![body.clone()]).await.unwrap();
+    }
+    // The writer indexes them with a thousand more, with no query asking.
+    store.append_audit(filler(1000)).await.unwrap();
+    let written = index_rows(&db);
+    let total = 7 + odd.len() + 1000;
+    assert_eq!(written.len(), total, "every record indexed by the writer");
+    let seqs: Vec<u64> = written
+        .iter()
+        .map(|w| w[0].as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "none skipped");
+    // Each is indexed as a catch-up from scratch indexes it.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM audit_index", [])
+        .unwrap();
+    assert_eq!(store.index_audit(100_000).await.unwrap() as usize, total);
+    let caught_up = index_rows(&db);
+    assert_eq!(written, caught_up);
+    assert_eq!(written[7][1].as_deref(), Some("r\u{e9}\n\"q\""));
+    assert_eq!(written[7][3].as_deref(), Some("a\\b"));
+    // An index left behind (here: its newest rows removed) is caught up by
+    // the writer, so no record is ever left out of queries.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM audit_index WHERE seq > 3", [])
+        .unwrap();
+    store.append_audit(filler(1000)).await.unwrap();
+    let after = index_rows(&db);
+    assert_eq!(after.len(), total + 1000);
+    assert_eq!(after[..total], caught_up[..]);
+}
