@@ -40,6 +40,19 @@ impl AuditLog {
         MAX_PENDING.saturating_sub(self.pending.available_permits())
     }
 
+    /// Waits until no outcome record is queued, or `limit` passes; whether
+    /// none is.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Writes `record` and waits until it is durable; returns its seq.
     pub async fn write(&self, record: &AuditRecord) -> Result<u64, AuditError> {
         let body = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;

@@ -283,22 +283,10 @@ impl Gateway {
         admin::router(self.clone())
     }
 
-    /// Outcome records queued for the audit log and not yet committed.
-    pub fn audit_pending(&self) -> usize {
-        self.audit.pending()
-    }
-
     /// Waits until every queued outcome record is committed, or `limit`
     /// passes; whether the queue is empty.
     pub async fn settle_audit(&self, limit: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.audit.pending() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        true
+        self.audit.settle(limit).await
     }
 
     /// Stops the stdio upstream processes, lets the queued outcome records

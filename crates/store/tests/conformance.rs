@@ -1018,7 +1018,8 @@ async fn the_writer_keeps_the_query_index_complete() {
         .map(|w| w[0].as_deref().unwrap().parse().unwrap())
         .collect();
     assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "none skipped");
-    // Each is indexed as a catch-up from scratch indexes it.
+    // The same rows as a catch-up from scratch makes (whatever way the
+    // writer comes to index them).
     rusqlite::Connection::open(&db)
         .unwrap()
         .execute("DELETE FROM audit_index", [])

@@ -175,7 +175,6 @@ permit(principal == Warden::Agent::"bot", action == Warden::Action::"connect", r
 
     // Every call the upstream received has its durable record.
     let recorded: HashSet<String> = rt.block_on(async {
-        let url = format!("sqlite://{}", dir.join("warden.db").display());
         let mut conn = SqliteConnection::connect(&url).await.unwrap();
         let bodies: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM audit")
             .fetch_all(&mut conn)
