@@ -19,12 +19,12 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
-use warden_audit::{ChainHead, GENESIS};
+use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, TenantId};
 
 use crate::{Agent, StoreError};
@@ -243,21 +243,62 @@ impl FastPath {
         Ok(agent)
     }
 
-    /// Reads an agent from the database on the calling thread.
-    fn read_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Option<Agent>, StoreError> {
+    /// A read connection: a free one if there is one, else the next in turn
+    /// once it is free.
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        // Take a free connection if there is one, else wait for ours.
         let slot =
             (0..READERS).find_map(|i| self.readers.get((start + i) % READERS)?.try_lock().ok());
-        let conn = match slot {
-            Some(c) => c,
+        match slot {
+            Some(c) => Ok(c),
             None => self
                 .readers
                 .get(start % READERS)
                 .ok_or_else(|| StoreError::Database("no reader".into()))?
                 .lock()
-                .map_err(|_| StoreError::Database("reader poisoned".into()))?,
-        };
+                .map_err(|_| StoreError::Database("reader poisoned".into())),
+        }
+    }
+
+    /// Up to `limit` audit entries after `after`, in order, read on the
+    /// calling thread (it blocks: call it off the async runtime). A hash
+    /// that is not 32 bytes reads as all `0xff`, so that the chain's
+    /// verifier names the entry.
+    pub(crate) fn entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(db)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![after, i64::from(limit)]).map_err(db)?;
+        let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(8192));
+        while let Some(row) = rows.next().map_err(db)? {
+            let seq = row.get::<_, i64>(0).map_err(db)?;
+            let seq = u64::try_from(seq)
+                .map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?;
+            let hash = |i: usize| -> [u8; 32] {
+                row.get_ref(i)
+                    .ok()
+                    .and_then(|v| v.as_blob().ok())
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or([0xff; 32])
+            };
+            let body = row.get::<_, Vec<u8>>(3).map_err(db)?;
+            out.push(ChainEntry {
+                seq,
+                prev_hash: hash(1),
+                hash: hash(2),
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads an agent from the database on the calling thread.
+    fn read_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Option<Agent>, StoreError> {
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT tenant, name, state, owner, purpose, created_at, updated_at, rotated_at FROM agents WHERE tenant = ?1 AND name = ?2")
             .map_err(db)?;

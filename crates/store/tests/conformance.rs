@@ -1083,3 +1083,54 @@ async fn the_wal_file_stays_bounded_under_continuous_appends() {
     let head = store.audit_head().await.unwrap();
     assert_eq!(head.seq, 16 * 440);
 }
+
+#[tokio::test]
+async fn records_changed_by_hand_are_read_back_for_the_verifier_to_name() {
+    use warden_audit::VerifyError;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    store
+        .append_audit((1..=6).map(record).collect())
+        .await
+        .unwrap();
+    let sound = store.audit_entries(0, 100).await.unwrap();
+    assert!(verify_chain(sound.clone(), ChainHead::default()).is_ok());
+    assert_eq!(
+        store.audit_entries(2, 2).await.unwrap(),
+        sound[2..4].to_vec()
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // A body rewritten, a hash cut short, an empty one: each is read, and
+    // the chain names the first.
+    conn.execute(
+        "UPDATE audit SET body = CAST('tampered' AS BLOB) WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    conn.execute("UPDATE audit SET hash = x'0102' WHERE seq = 4", [])
+        .unwrap();
+    conn.execute("UPDATE audit SET prev_hash = x'' WHERE seq = 6", [])
+        .unwrap();
+    let read = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(read.len(), 6);
+    assert_eq!(read[4].body, b"tampered");
+    assert_eq!(read[3].hash, [0xff; 32]);
+    assert_eq!(read[5].prev_hash, [0xff; 32]);
+    assert_eq!(
+        verify_chain(read.clone(), ChainHead::default()).unwrap_err(),
+        VerifyError::Hash { seq: 4 }
+    );
+    assert!(matches!(
+        verify_chain(
+            read[4..].to_vec(),
+            ChainHead {
+                seq: 4,
+                hash: sound[3].hash
+            }
+        ),
+        Err(VerifyError::Hash { seq: 5 })
+    ));
+}
