@@ -137,11 +137,24 @@ pub(crate) fn initialize_request(id: u64) -> Vec<u8> {
 
 /// A request with `id`, `method` and `params`.
 pub(crate) fn request_body(id: u64, method: &str, params: Option<&Value>) -> Vec<u8> {
-    let mut body = json!({ "jsonrpc": "2.0", "id": id, "method": method });
-    if let (Some(params), Some(obj)) = (params, body.as_object_mut()) {
-        obj.insert("params".into(), params.clone());
+    /// Written straight from borrowed parts (no map built, no copy of the
+    /// arguments): it is on every call's path.
+    #[derive(Serialize)]
+    struct Request<'a> {
+        jsonrpc: &'static str,
+        id: u64,
+        method: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        params: Option<&'a Value>,
     }
-    body.to_string().into_bytes()
+    // Cannot fail: every key is a string.
+    serde_json::to_vec(&Request {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    })
+    .unwrap_or_default()
 }
 
 /// The negotiated version in an `initialize` result.
@@ -380,5 +393,21 @@ mod tests {
         assert!(matches!(r, Incoming::Other));
         assert!(parse_incoming(b"not json").is_err());
         assert!(parse_incoming(br#"{"id":1,"error":{"code":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn requests_to_upstreams_are_exact_json_rpc() {
+        let params = json!({"name": "t", "arguments": {"b": [1, "\u{2028}\"x"], "a": null}});
+        let body = request_body(7, "tools/call", Some(&params));
+        assert_eq!(
+            String::from_utf8(body.clone()).unwrap_or_default(),
+            "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"t\",\"arguments\":{\"b\":[1,\"\u{2028}\\\"x\"],\"a\":null}}}"
+        );
+        let parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(parsed["params"], params, "the arguments pass exactly");
+        assert_eq!(
+            request_body(8, "ping", None),
+            br#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#.to_vec()
+        );
     }
 }
