@@ -986,13 +986,20 @@ fn filler(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_writer_keeps_the_query_index_complete() {
+/// A store on a file of its own: the directory (kept alive by the caller),
+/// the database's path and the store.
+async fn store_on_file() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
+    (dir, db, store)
+}
+
+#[tokio::test]
+async fn the_writer_keeps_the_query_index_complete() {
+    let (_dir, db, store) = store_on_file().await;
     audit_queries(&store).await;
     let odd = [
         // Escapes, a field of another type, a null decision, an empty
@@ -1043,13 +1050,8 @@ async fn the_writer_keeps_the_query_index_complete() {
 
 #[tokio::test]
 async fn the_wal_file_stays_bounded_under_continuous_appends() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("wal.db");
-    let store = Arc::new(
-        SqliteStore::open(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap(),
-    );
+    let (_dir, db, store) = store_on_file().await;
+    let store = Arc::new(store);
     // 16 appenders at once, never letting the writer idle, write about
     // 7,000 WAL pages (28 MiB): a WAL that is never started again from its
     // beginning grows to that size.
@@ -1087,11 +1089,7 @@ async fn the_wal_file_stays_bounded_under_continuous_appends() {
 #[tokio::test]
 async fn records_changed_by_hand_are_read_back_for_the_verifier_to_name() {
     use warden_audit::VerifyError;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("t.db");
-    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let (_dir, db, store) = store_on_file().await;
     store
         .append_audit((1..=6).map(record).collect())
         .await
