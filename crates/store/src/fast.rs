@@ -19,7 +19,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -124,15 +124,19 @@ struct Kept {
     agent: Option<Agent>,
 }
 
-/// Read connections and the audit writer of one database file.
+/// Read connections, the audit writer and the query indexer of one
+/// database file.
 pub(crate) struct FastPath {
     epoch: Option<Epoch>,
     kept: Mutex<HashMap<String, Kept>>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     writer: Mutex<mpsc::Sender<Append>>,
-    /// Dropped with the fast path: ends the WAL checkpointer.
-    _stop: mpsc::Sender<()>,
+    /// The connection that writes the query index (with the index file
+    /// attached), shared by the indexing thread and callers of [`Self::index`].
+    indexer: Arc<Mutex<Connection>>,
+    /// Dropped with the fast path: ends the WAL checkpointer and the indexer.
+    _stop: [mpsc::Sender<()>; 2],
 }
 
 impl std::fmt::Debug for FastPath {
@@ -173,8 +177,22 @@ impl FastPath {
             .map_err(db)?;
         let checkpointer = Connection::open(path).map_err(db)?;
         checkpointer.busy_timeout(BUSY).map_err(db)?;
+        let indexer = Connection::open(path).map_err(db)?;
+        indexer.busy_timeout(BUSY).map_err(db)?;
+        let index_file = crate::sqlite::index_path(path);
+        indexer
+            .execute(
+                crate::sqlite::ATTACH_INDEX,
+                [index_file.to_string_lossy().as_ref()],
+            )
+            .map_err(db)?;
+        for pragma in crate::sqlite::INDEX_PRAGMAS {
+            indexer.execute_batch(pragma).map_err(db)?;
+        }
+        let indexer = Arc::new(Mutex::new(indexer));
         let (tx, rx) = mpsc::channel::<Append>();
         let (stop, stopped) = mpsc::channel::<()>();
+        let (stop_index, index_stopped) = mpsc::channel::<()>();
         let owned: PathBuf = path.to_owned();
         std::thread::Builder::new()
             .name("warden-audit-writer".into())
@@ -185,13 +203,19 @@ impl FastPath {
             .name("warden-wal".into())
             .spawn(move || checkpoint_loop(&checkpointer, &stopped, &owned))
             .map_err(|e| StoreError::Database(format!("cannot start the WAL checkpointer: {e}")))?;
+        let owned = indexer.clone();
+        std::thread::Builder::new()
+            .name("warden-index".into())
+            .spawn(move || index_loop(&owned, &index_stopped))
+            .map_err(|e| StoreError::Database(format!("cannot start the audit indexer: {e}")))?;
         Ok(Self {
             epoch: Epoch::open(path),
             kept: Mutex::new(HashMap::new()),
             readers,
             next: AtomicUsize::new(0),
             writer: Mutex::new(tx),
-            _stop: stop,
+            indexer,
+            _stop: [stop, stop_index],
         })
     }
 
@@ -296,6 +320,16 @@ impl FastPath {
         Ok(out)
     }
 
+    /// Indexes up to `limit` committed records not yet in the query index,
+    /// on the calling thread (it blocks); how many it indexed.
+    pub(crate) fn index(&self, limit: u32) -> Result<u32, StoreError> {
+        let mut conn = self
+            .indexer
+            .lock()
+            .map_err(|_| StoreError::Database("indexer poisoned".into()))?;
+        index_step(&mut conn, limit).map_err(db)
+    }
+
     /// Reads an agent from the database on the calling thread.
     fn read_agent(&self, tenant: &TenantId, name: &AgentName) -> Result<Option<Agent>, StoreError> {
         let conn = self.reader()?;
@@ -361,12 +395,6 @@ impl FastPath {
     }
 }
 
-/// After this many appended records, the writer brings the query index up
-/// to date inside its next commit: one more fsync-free step per this many
-/// records, instead of a transaction of its own that would hold the write
-/// lock while requests wait.
-const INDEX_EVERY: usize = 1000;
-
 /// WAL pages (4 KiB) past which the writer checkpoints by itself, and so
 /// about the WAL file's largest size.
 const WAL_LIMIT: i64 = 2048;
@@ -388,7 +416,6 @@ fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
 }
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
-    let mut unindexed = INDEX_EVERY;
     while let Ok(first) = rx.recv() {
         // Everything already waiting goes into the same transaction.
         let mut jobs = vec![first];
@@ -400,13 +427,8 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
             .iter_mut()
             .flat_map(|j| std::mem::take(&mut j.bodies))
             .collect();
-        unindexed += bodies.len();
-        let index = unindexed >= INDEX_EVERY;
-        match append(&mut conn, bodies, index) {
+        match append(&mut conn, bodies) {
             Ok(seqs) => {
-                if index {
-                    unindexed = 0;
-                }
                 let mut seqs = seqs.into_iter();
                 for (job, n) in jobs.into_iter().zip(sizes) {
                     job.reply.send(Ok(seqs.by_ref().take(n).collect()));
@@ -422,11 +444,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
     }
 }
 
-fn append(
-    conn: &mut Connection,
-    bodies: Vec<Vec<u8>>,
-    index: bool,
-) -> Result<Vec<u64>, rusqlite::Error> {
+fn append(conn: &mut Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
     // IMMEDIATE takes the write lock first, so the head read below is the
     // head the inserts extend, even with other processes appending.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -463,20 +481,63 @@ fn append(
             seqs.push(entry.seq);
         }
     }
-    if index {
-        // In a savepoint: the index failing never fails the append.
-        let mut tx = tx;
-        let indexed = tx.savepoint().and_then(|sp| {
-            sp.prepare_cached(crate::sqlite::INDEX_AUDIT)?
-                .execute(params![10_000])?;
-            sp.commit()
-        });
-        if let Err(e) = indexed {
-            tracing::warn!("audit indexing: {e}");
-        }
-        tx.commit()?;
-        return Ok(seqs);
-    }
     tx.commit()?;
     Ok(seqs)
+}
+
+/// How often the indexer looks for records to index.
+const INDEX_EVERY: Duration = Duration::from_millis(100);
+
+/// Records indexed per step. Fewer per step costs more per record: each
+/// step reads its records through a page cache that the writer's commits
+/// have invalidated, and writes the index pages it touched (at 128 a step,
+/// the indexer took twice the CPU per record of 1,000 a step).
+const INDEX_STEP: u32 = 1000;
+
+/// Keeps the query index up to date with the committed records, in small
+/// steps, until the fast path is dropped.
+fn index_loop(indexer: &Mutex<Connection>, stop: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INDEX_EVERY) {
+        loop {
+            let Ok(mut conn) = indexer.lock() else {
+                return;
+            };
+            let done = index_step(&mut conn, INDEX_STEP);
+            drop(conn);
+            match done {
+                Ok(n) if n >= INDEX_STEP => std::thread::yield_now(),
+                Ok(_) => break,
+                Err(e) => {
+                    // Queries index what is missing themselves.
+                    tracing::warn!("audit indexing: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One index step, in one transaction of the index file only (the
+/// database itself is only read): an index built for another audit trail
+/// is emptied first, then up to `limit` records are indexed and the newest
+/// one's hash is noted.
+fn index_step(conn: &mut Connection, limit: u32) -> Result<u32, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    tx.prepare_cached(crate::sqlite::INDEX_BEGIN)?.execute([])?;
+    let foreign = tx
+        .prepare_cached(crate::sqlite::INDEX_FOREIGN)?
+        .query_row([], |r| r.get::<_, bool>(0))?;
+    if foreign {
+        tracing::warn!("the audit query index was built for another audit trail: rebuilding it");
+        tx.execute("DELETE FROM ix.audit_index", [])?;
+        tx.execute("UPDATE ix.index_state SET seq = 0, hash = NULL", [])?;
+    }
+    let indexed = tx
+        .prepare_cached(crate::sqlite::INDEX_AUDIT)?
+        .execute([limit])?;
+    if indexed > 0 {
+        tx.prepare_cached(crate::sqlite::INDEX_MARK)?.execute([])?;
+    }
+    tx.commit()?;
+    Ok(u32::try_from(indexed).unwrap_or(u32::MAX))
 }

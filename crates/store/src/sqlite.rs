@@ -1,5 +1,7 @@
 //! The SQLite store: one file, WAL mode, `synchronous = FULL` so a commit is
-//! on disk when it returns.
+//! on disk when it returns. Beside it, `<database>-index` holds the audit
+//! query index, which is derived from the records and rebuilt from them
+//! whenever it is missing, behind or was built for another audit trail.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::{
 };
 use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -186,9 +188,9 @@ const MIGRATION_10: &[&str] = &["CREATE TABLE sink_cursors (
 /// scan. It is filled from the records' bodies after they are committed,
 /// in large batches ([`SqliteStore::index_audit`]), so that the append
 /// stays one small write; a query first indexes whatever is missing, so it
-/// sees every committed record. (The audit writer indexes every thousand
-/// records inside one of its commits.) Records no tenant was proven for have the
-/// tenant `''`.
+/// sees every committed record. Records no tenant was proven for have the
+/// tenant `''`. (Superseded by migration 12: the index moved to a file of
+/// its own.)
 const MIGRATION_11: &[&str] = &[
     "DROP INDEX audit_by_request",
     "DROP INDEX audit_by_tenant",
@@ -225,20 +227,110 @@ const MIGRATION_11: &[&str] = &[
     "CREATE INDEX audit_by_time ON audit_index (tenant, time)",
 ];
 
+/// The query index moves to its own file (attached as `ix`, see
+/// [`INDEX_SCHEMA`]): its rows are copied there and the table in the
+/// database is dropped.
+const MIGRATION_12: &[&str] = &[
+    "INSERT OR IGNORE INTO ix.audit_index
+        (seq, request_id, tenant, agent, user, action, effect, time, kind)
+     SELECT seq, request_id, tenant, agent, user, action, effect, time, kind
+     FROM main.audit_index",
+    "INSERT OR REPLACE INTO ix.index_state (id, seq, hash)
+     SELECT 1, a.seq, a.hash FROM main.audit a
+     WHERE a.seq = (SELECT max(seq) FROM ix.audit_index)",
+    "DROP TABLE main.audit_index",
+];
+
+/// The schema of the index file, `<database>-index`, attached to every
+/// connection as `ix`. The audit records' fields that queries filter on
+/// are in a table of their own, each behind an index, so that a query is
+/// served from an index, never a scan. The rows are derived from the
+/// records' bodies after they are committed, by a thread of the store's
+/// own ([`crate::fast`]), so that an append never writes them: in the
+/// database's own file they would take its one write lock, and the audit
+/// writer's commits would wait for them. A query first indexes whatever is
+/// missing, so it sees every committed record. `index_state` holds the
+/// newest indexed record's seq and chain hash: an index whose record no
+/// longer has that hash (the database was replaced, say restored from a
+/// backup) describes another audit trail and is rebuilt.
+pub(crate) const INDEX_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS ix.audit_index (
+        seq INTEGER PRIMARY KEY,
+        request_id TEXT,
+        tenant TEXT NOT NULL,
+        agent TEXT,
+        user TEXT,
+        action TEXT,
+        effect TEXT,
+        time TEXT,
+        kind TEXT
+    ) STRICT",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_request ON audit_index (request_id)",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_tenant ON audit_index (tenant)",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_agent ON audit_index (tenant, agent)",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_user ON audit_index (tenant, user)",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_action ON audit_index (tenant, action)",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_effect ON audit_index (tenant, effect)",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_time ON audit_index (tenant, time)",
+    "CREATE TABLE IF NOT EXISTS ix.index_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB
+    ) STRICT",
+];
+
+/// The index file of the database at `path`.
+pub(crate) fn index_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-index");
+    p.into()
+}
+
+/// Attaches the index file (`?1`) as `ix`.
+pub(crate) const ATTACH_INDEX: &str = "ATTACH DATABASE ?1 AS ix";
+
+/// Then, on that connection: the index's commits are not synced (only its
+/// checkpoints are); after a crash it may lack its newest rows, which are
+/// indexed again from the records.
+pub(crate) const INDEX_PRAGMAS: &[&str] = &[
+    "PRAGMA ix.journal_mode = WAL",
+    "PRAGMA ix.synchronous = NORMAL",
+];
+
+/// Makes sure the index has its state row (`seq` 0: nothing indexed). A
+/// write to the index, so that it comes first in an index step and takes
+/// the index's write lock (never the database's).
+pub(crate) const INDEX_BEGIN: &str =
+    "INSERT OR IGNORE INTO ix.index_state (id, seq, hash) VALUES (1, 0, NULL)";
+
+/// Whether the index was built for another audit trail: the newest
+/// indexed record no longer has the hash it was indexed with, or rows are
+/// there with nothing noted as indexed. Two lookups, whatever the sizes.
+pub(crate) const INDEX_FOREIGN: &str = "SELECT CASE WHEN s.seq = 0
+        THEN EXISTS (SELECT 1 FROM ix.audit_index)
+        ELSE NOT EXISTS (SELECT 1 FROM main.audit a WHERE a.seq = s.seq AND a.hash IS s.hash)
+    END FROM ix.index_state s WHERE s.id = 1";
+
 /// Indexes up to `?1` committed records not yet in `audit_index`, each
 /// body parsed once (to JSONB). A body that is not JSON (tampered) is
 /// indexed with its seq only.
 pub(crate) const INDEX_AUDIT: &str = "WITH src AS MATERIALIZED (
         SELECT seq, iif(json_valid(t), jsonb(t), NULL) AS j
-        FROM (SELECT seq, CAST(body AS TEXT) AS t FROM audit
-              WHERE seq > (SELECT coalesce(max(seq), 0) FROM audit_index)
+        FROM (SELECT seq, CAST(body AS TEXT) AS t FROM main.audit
+              WHERE seq > (SELECT coalesce(max(seq), 0) FROM ix.audit_index)
               ORDER BY seq LIMIT ?1))
-    INSERT OR IGNORE INTO audit_index
+    INSERT OR IGNORE INTO ix.audit_index
         (seq, request_id, tenant, agent, user, action, effect, time, kind)
     SELECT seq, j ->> '$.request_id', coalesce(j ->> '$.tenant', ''), j ->> '$.agent',
         j ->> '$.user', j ->> '$.action', j ->> '$.decision.effect', j ->> '$.time',
         j ->> '$.kind'
     FROM src";
+
+/// After an index step that indexed something: the newest indexed record
+/// and its hash.
+pub(crate) const INDEX_MARK: &str = "INSERT OR REPLACE INTO ix.index_state (id, seq, hash)
+    SELECT 1, a.seq, a.hash FROM main.audit a
+    WHERE a.seq = (SELECT max(seq) FROM ix.audit_index)";
 
 /// An audit row as a chain entry (a malformed hash reads as all-ones, which
 /// the verifier reports).
@@ -252,10 +344,9 @@ fn chain_entry(row: &SqliteRow) -> Result<ChainEntry, StoreError> {
 }
 
 /// The records found through `audit_index` (`i`).
-const SELECT_INDEXED: &str =
-    "SELECT a.seq, a.prev_hash, a.hash, a.body FROM audit_index i JOIN audit a ON a.seq = i.seq";
+const SELECT_INDEXED: &str = "SELECT a.seq, a.prev_hash, a.hash, a.body FROM ix.audit_index i JOIN main.audit a ON a.seq = i.seq";
 /// Its plan.
-const PLAN_INDEXED: &str = "EXPLAIN QUERY PLAN SELECT a.seq, a.prev_hash, a.hash, a.body FROM audit_index i JOIN audit a ON a.seq = i.seq";
+const PLAN_INDEXED: &str = "EXPLAIN QUERY PLAN SELECT a.seq, a.prev_hash, a.hash, a.body FROM ix.audit_index i JOIN main.audit a ON a.seq = i.seq";
 
 /// `select` restricted to the records `query` matches, newest first.
 fn audit_query(select: &'static str, query: &AuditQuery) -> sqlx::QueryBuilder<sqlx::Sqlite> {
@@ -341,11 +432,28 @@ impl SqliteStore {
                 "an in-memory database would lose the audit trail: use a file".into(),
             ));
         }
+        let index = index_path(&path).to_string_lossy().into_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_connect(move |conn, _| {
+                let index = index.clone();
+                Box::pin(async move {
+                    sqlx::query(ATTACH_INDEX)
+                        .bind(index)
+                        .execute(&mut *conn)
+                        .await?;
+                    for pragma in INDEX_PRAGMAS {
+                        sqlx::query(*pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(db)?;
+        for statement in INDEX_SCHEMA {
+            sqlx::query(*statement).execute(&pool).await.map_err(db)?;
+        }
         migrate(&pool).await?;
         let fast = std::sync::Arc::new(FastPath::open(&path)?);
         Ok(Self { pool, fast })
@@ -364,7 +472,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
             )));
         }
-        let steps: [&'static [&'static str]; 11] = [
+        let steps: [&'static [&'static str]; 12] = [
             MIGRATION_1,
             MIGRATION_2,
             MIGRATION_3,
@@ -376,6 +484,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             MIGRATION_9,
             MIGRATION_10,
             MIGRATION_11,
+            MIGRATION_12,
         ];
         for (to, statements) in (1_i64..).zip(steps) {
             if version >= to {
@@ -1302,12 +1411,11 @@ impl Store for SqliteStore {
     }
 
     async fn index_audit(&self, limit: u32) -> Result<u32, StoreError> {
-        let done = sqlx::query(INDEX_AUDIT)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
+        // The same step as the store's indexing thread, on its connection.
+        let fast = self.fast.clone();
+        tokio::task::spawn_blocking(move || fast.index(limit))
             .await
-            .map_err(db)?;
-        Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
+            .map_err(|e| StoreError::Database(format!("audit index: {e}")))?
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<ChainEntry>, StoreError> {

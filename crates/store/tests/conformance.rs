@@ -942,9 +942,16 @@ async fn audit_queries_are_served_from_indexes() {
     }
 }
 
-/// Every row of the query index, in order.
+/// The query index's own file, beside the database `db`.
+fn index_file(db: &std::path::Path) -> std::path::PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-index");
+    p.into()
+}
+
+/// Every row of the query index of the database `db`, in order.
 fn index_rows(db: &std::path::Path) -> Vec<Vec<Option<String>>> {
-    let conn = rusqlite::Connection::open(db).unwrap();
+    let conn = rusqlite::Connection::open(index_file(db)).unwrap();
     let mut stmt = conn
         .prepare(
             "SELECT seq, request_id, tenant, agent, user, action, effect, time, kind
@@ -997,8 +1004,21 @@ async fn store_on_file() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore)
     (dir, db, store)
 }
 
+/// Waits (up to a minute, for slow machines) until the query index of `db`
+/// has `n` rows, with no query asking; its rows then.
+async fn indexed(db: &std::path::Path, n: usize) -> Vec<Vec<Option<String>>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows = index_rows(db);
+        if rows.len() >= n || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
-async fn the_writer_keeps_the_query_index_complete() {
+async fn the_indexer_keeps_the_query_index_complete() {
     let (_dir, db, store) = store_on_file().await;
     audit_queries(&store).await;
     let odd = [
@@ -1015,37 +1035,122 @@ async fn the_writer_keeps_the_query_index_complete() {
     for body in &odd {
         store.append_audit(vec![body.clone()]).await.unwrap();
     }
-    // The writer indexes them with a thousand more, with no query asking.
+    // The store's indexer indexes them with a thousand more, with no query
+    // asking.
     store.append_audit(filler(1000)).await.unwrap();
-    let written = index_rows(&db);
     let total = 7 + odd.len() + 1000;
-    assert_eq!(written.len(), total, "every record indexed by the writer");
+    let written = indexed(&db, total).await;
+    assert_eq!(written.len(), total, "every record indexed by the indexer");
     let seqs: Vec<u64> = written
         .iter()
         .map(|w| w[0].as_deref().unwrap().parse().unwrap())
         .collect();
     assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "none skipped");
-    // The same rows as a catch-up from scratch makes (whatever way the
-    // writer comes to index them).
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute("DELETE FROM audit_index", [])
-        .unwrap();
-    assert_eq!(store.index_audit(100_000).await.unwrap() as usize, total);
+    // The same rows as a catch-up from scratch makes (the indexer's steps
+    // and a query's catch-up are one code path; here in one step of all).
+    let index = rusqlite::Connection::open(index_file(&db)).unwrap();
+    index.execute("DELETE FROM audit_index", []).unwrap();
+    while store.index_audit(100_000).await.unwrap() > 0 {}
     let caught_up = index_rows(&db);
     assert_eq!(written, caught_up);
     assert_eq!(written[7][1].as_deref(), Some("r\u{e9}\n\"q\""));
     assert_eq!(written[7][3].as_deref(), Some("a\\b"));
     // An index left behind (here: its newest rows removed) is caught up by
-    // the writer, so no record is ever left out of queries.
-    rusqlite::Connection::open(&db)
-        .unwrap()
+    // the indexer, so no record is ever left out of queries.
+    index
         .execute("DELETE FROM audit_index WHERE seq > 3", [])
         .unwrap();
     store.append_audit(filler(1000)).await.unwrap();
-    let after = index_rows(&db);
+    let after = indexed(&db, total + 1000).await;
     assert_eq!(after.len(), total + 1000);
     assert_eq!(after[..total], caught_up[..]);
+}
+
+#[tokio::test]
+async fn appends_never_wait_for_the_query_index() {
+    let (_dir, db, store) = store_on_file().await;
+    store.append_audit(filler(10)).await.unwrap();
+    // Another process holds the index file's write lock; records are still
+    // committed at once (the index lives beside the database, and the
+    // audit writer never touches it).
+    let mut index = rusqlite::Connection::open(index_file(&db)).unwrap();
+    let held = index
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        store.append_audit(filler(100)).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "appends waited {:?} for the index's lock (its busy timeout is 10 s)",
+        started.elapsed()
+    );
+    held.rollback().unwrap();
+    // Once the lock is let go, the index catches up by itself.
+    assert_eq!(indexed(&db, 2010).await.len(), 2010);
+}
+
+#[tokio::test]
+async fn an_index_built_for_another_audit_trail_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let url = format!("sqlite://{}", db.display());
+    let by_agent = |agent: &str| AuditQuery {
+        tenant: Some("acme".into()),
+        agent: Some(agent.into()),
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let one = |agent: &str, id: &str| {
+        rec([
+            "acme",
+            agent,
+            "",
+            "crm/get",
+            "allow",
+            "2026-11-08T10:00:00Z",
+            "request",
+            id,
+        ])
+    };
+    {
+        let store = SqliteStore::open(&url).await.unwrap();
+        store
+            .append_audit((0..5).map(|i| one("old", &format!("o{i}"))).collect())
+            .await
+            .unwrap();
+        assert_eq!(store.query_audit(&by_agent("old")).await.unwrap().len(), 5);
+    }
+    // The database is replaced (say, restored from a backup of another
+    // installation) while its index file stays: its seqs 1..5 now name
+    // other records.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+    }
+    assert!(index_file(&db).exists());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store
+        .append_audit((0..7).map(|i| one("new", &format!("n{i}"))).collect())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .query_audit(&by_agent("old"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a query found records through another trail's index"
+    );
+    let found = store.query_audit(&by_agent("new")).await.unwrap();
+    assert_eq!(found.len(), 7);
+    assert!(
+        found
+            .iter()
+            .all(|e| String::from_utf8_lossy(&e.body).contains(r#""agent":"new""#))
+    );
 }
 
 #[tokio::test]
@@ -1131,4 +1236,58 @@ async fn records_changed_by_hand_are_read_back_for_the_verifier_to_name() {
         ),
         Err(VerifyError::Hash { seq: 5 })
     ));
+}
+
+#[tokio::test]
+async fn an_index_kept_in_the_database_moves_to_a_file_of_its_own() {
+    let (_dir, db, store) = store_on_file().await;
+    store.append_audit(filler(50)).await.unwrap();
+    assert_eq!(indexed(&db, 50).await.len(), 50);
+    drop(store);
+    // The stopped store's threads end within their next tick.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The database as schema 11 left it: the index inside it (its rows
+    // marked, to tell a copy from a new indexing) and no index file.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "ATTACH DATABASE ?1 AS old",
+        [index_file(&db).to_string_lossy().as_ref()],
+    )
+    .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE main.audit_index (
+            seq INTEGER PRIMARY KEY, request_id TEXT, tenant TEXT NOT NULL, agent TEXT,
+            user TEXT, action TEXT, effect TEXT, time TEXT, kind TEXT) STRICT;
+         CREATE INDEX main.audit_by_agent ON audit_index (tenant, agent);
+         INSERT INTO main.audit_index
+            SELECT seq, request_id, tenant, 'copied', user, action, effect, time, kind
+            FROM old.audit_index;
+         DETACH DATABASE old;
+         PRAGMA user_version = 11;",
+    )
+    .unwrap();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = index_file(&db).into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+    }
+    let store = SqliteStore::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows = index_rows(&db);
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r[3].as_deref() == Some("copied")));
+    let left: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'audit_by_%' OR name = 'audit_index'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "the database keeps no index of its own");
+    // The moved index is current: new records are indexed after it.
+    store.append_audit(filler(5)).await.unwrap();
+    assert_eq!(indexed(&db, 55).await.len(), 55);
 }
