@@ -415,7 +415,7 @@ fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
     while let Ok(first) = rx.recv() {
         // Everything already waiting goes into the same transaction.
         let mut jobs = vec![first];
@@ -427,7 +427,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
             .iter_mut()
             .flat_map(|j| std::mem::take(&mut j.bodies))
             .collect();
-        match append(&mut conn, bodies) {
+        match append(&conn, bodies) {
             Ok(seqs) => {
                 let mut seqs = seqs.into_iter();
                 for (job, n) in jobs.into_iter().zip(sizes) {
@@ -444,11 +444,28 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
     }
 }
 
-fn append(conn: &mut Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
+/// Appends `bodies` in one transaction: all of them or none.
+fn append(conn: &Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
     // IMMEDIATE takes the write lock first, so the head read below is the
-    // head the inserts extend, even with other processes appending.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let head = tx
+    // head the inserts extend, even with other processes appending. BEGIN
+    // and COMMIT are prepared once, like the statements between them.
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let appended = insert_all(conn, bodies).and_then(|seqs| {
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(seqs)
+    });
+    if appended.is_err()
+        && !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!("audit append: rollback failed: {e}");
+    }
+    appended
+}
+
+/// The inserts of [`append`], inside its transaction.
+fn insert_all(conn: &Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
+    let head = conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .optional()?;
@@ -465,23 +482,19 @@ fn append(conn: &mut Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusql
         }
     };
     let mut seqs = Vec::with_capacity(bodies.len());
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO audit (seq, prev_hash, hash, body) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for body in bodies {
-            let entry = head.append(body);
-            let seq = i64::try_from(entry.seq).map_err(|_| rusqlite::Error::InvalidQuery)?;
-            insert.execute(params![
-                seq,
-                &entry.prev_hash[..],
-                &entry.hash[..],
-                entry.body
-            ])?;
-            seqs.push(entry.seq);
-        }
+    let mut insert = conn
+        .prepare_cached("INSERT INTO audit (seq, prev_hash, hash, body) VALUES (?1, ?2, ?3, ?4)")?;
+    for body in bodies {
+        let entry = head.append(body);
+        let seq = i64::try_from(entry.seq).map_err(|_| rusqlite::Error::InvalidQuery)?;
+        insert.execute(params![
+            seq,
+            &entry.prev_hash[..],
+            &entry.hash[..],
+            entry.body
+        ])?;
+        seqs.push(entry.seq);
     }
-    tx.commit()?;
     Ok(seqs)
 }
 

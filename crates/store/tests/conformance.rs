@@ -1291,3 +1291,30 @@ async fn an_index_kept_in_the_database_moves_to_a_file_of_its_own() {
     store.append_audit(filler(5)).await.unwrap();
     assert_eq!(indexed(&db, 55).await.len(), 55);
 }
+
+#[tokio::test]
+async fn a_batch_that_fails_leaves_nothing_and_the_next_one_lands() {
+    let (_dir, db, store) = store_on_file().await;
+    store.append_audit(filler(2)).await.unwrap();
+    // The database refuses the batch's third record (as a full disk or a
+    // damaged page would refuse a write).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit WHEN NEW.seq = 5
+         BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+    )
+    .unwrap();
+    let err = store.append_audit(filler(4)).await.unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(
+        store.audit_head().await.unwrap().seq,
+        2,
+        "half a batch landed"
+    );
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    let seqs = store.append_audit(filler(3)).await.unwrap();
+    assert_eq!(seqs, [3, 4, 5]);
+    let all = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(verify_chain(all, ChainHead::default()).is_ok());
+}
