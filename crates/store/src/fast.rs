@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
@@ -189,14 +189,21 @@ impl FastPath {
         for pragma in crate::sqlite::INDEX_PRAGMAS {
             indexer.execute_batch(pragma).map_err(db)?;
         }
+        // A step's statement journal (1,000 records' index pages) stays in
+        // memory instead of spilling to a temporary file.
+        indexer
+            .execute_batch("PRAGMA temp_store = MEMORY")
+            .map_err(db)?;
         let indexer = Arc::new(Mutex::new(indexer));
         let (tx, rx) = mpsc::channel::<Append>();
         let (stop, stopped) = mpsc::channel::<()>();
         let (stop_index, index_stopped) = mpsc::channel::<()>();
         let owned: PathBuf = path.to_owned();
+        let appended = Arc::new(AtomicU64::new(0));
+        let counted = appended.clone();
         std::thread::Builder::new()
             .name("warden-audit-writer".into())
-            .spawn(move || write_loop(writer, rx, &owned))
+            .spawn(move || write_loop(writer, rx, &owned, &counted))
             .map_err(|e| StoreError::Database(format!("cannot start the audit writer: {e}")))?;
         let owned: PathBuf = path.to_owned();
         std::thread::Builder::new()
@@ -206,7 +213,7 @@ impl FastPath {
         let owned = indexer.clone();
         std::thread::Builder::new()
             .name("warden-index".into())
-            .spawn(move || index_loop(&owned, &index_stopped))
+            .spawn(move || index_loop(&owned, &appended, &index_stopped))
             .map_err(|e| StoreError::Database(format!("cannot start the audit indexer: {e}")))?;
         Ok(Self {
             epoch: Epoch::open(path),
@@ -415,7 +422,8 @@ fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
     }
 }
 
-fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
+/// Appends each batch sent on `rx`, counting the records in `appended`.
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path, appended: &AtomicU64) {
     while let Ok(first) = rx.recv() {
         // Everything already waiting goes into the same transaction.
         let mut jobs = vec![first];
@@ -429,6 +437,7 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path) {
             .collect();
         match append(&conn, bodies) {
             Ok(seqs) => {
+                appended.fetch_add(seqs.len() as u64, Ordering::Relaxed);
                 let mut seqs = seqs.into_iter();
                 for (job, n) in jobs.into_iter().zip(sizes) {
                     job.reply.send(Ok(seqs.by_ref().take(n).collect()));
@@ -507,10 +516,22 @@ const INDEX_EVERY: Duration = Duration::from_millis(100);
 /// the indexer took twice the CPU per record of 1,000 a step).
 const INDEX_STEP: u32 = 1000;
 
-/// Keeps the query index up to date with the committed records, in small
-/// steps, until the fast path is dropped.
-fn index_loop(indexer: &Mutex<Connection>, stop: &mpsc::Receiver<()>) {
+/// The indexer waits for a full step of records appended here, but indexes
+/// at least this often (records appended by other processes, the last
+/// few of a burst).
+const INDEX_AT_LEAST: Duration = Duration::from_secs(1);
+
+/// Keeps the query index up to date with the committed records, in steps,
+/// until the fast path is dropped. `appended` counts the records this
+/// process's writer committed.
+fn index_loop(indexer: &Mutex<Connection>, appended: &AtomicU64, stop: &mpsc::Receiver<()>) {
+    let mut seen = 0;
+    let mut last = Instant::now();
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INDEX_EVERY) {
+        let now = appended.load(Ordering::Relaxed);
+        if now.saturating_sub(seen) < u64::from(INDEX_STEP) && last.elapsed() < INDEX_AT_LEAST {
+            continue;
+        }
         loop {
             let Ok(mut conn) = indexer.lock() else {
                 return;
@@ -519,7 +540,10 @@ fn index_loop(indexer: &Mutex<Connection>, stop: &mpsc::Receiver<()>) {
             drop(conn);
             match done {
                 Ok(n) if n >= INDEX_STEP => std::thread::yield_now(),
-                Ok(_) => break,
+                Ok(_) => {
+                    seen = now;
+                    break;
+                }
                 Err(e) => {
                     // Queries index what is missing themselves.
                     tracing::warn!("audit indexing: {e}");
@@ -527,6 +551,7 @@ fn index_loop(indexer: &Mutex<Connection>, stop: &mpsc::Receiver<()>) {
                 }
             }
         }
+        last = Instant::now();
     }
 }
 
