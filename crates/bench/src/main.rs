@@ -85,6 +85,10 @@ struct Figures {
     /// measured (warden only: request and outcome records, group-committed).
     #[serde(skip_serializing_if = "Option::is_none")]
     audit_records_per_s: Option<f64>,
+    /// The share of the machine's CPU time the hypervisor took while this
+    /// target was measured (`/proc/stat` steal): figures measured under
+    /// steal are not comparable with a quiet machine's.
+    host_steal_pct: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -241,9 +245,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             .with_context(|| format!("warming up {}", t.name))?;
     }
     let slice = args.duration / args.rounds.max(1);
-    let mut totals: Vec<(load::Sample, Duration, f64)> = targets
+    let mut totals: Vec<(load::Sample, Duration, f64, (u64, u64))> = targets
         .iter()
-        .map(|_| (load::Sample::default(), Duration::ZERO, 0.0))
+        .map(|_| (load::Sample::default(), Duration::ZERO, 0.0, (0, 0)))
         .collect();
     let mut audited = 0u64;
     for round in 0..args.rounds.max(1) {
@@ -255,9 +259,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
                 t.name
             );
             let cpu_before = procstat::cpu_seconds(t.pid)?;
+            let host_before = procstat::host_ticks()?;
             let head_before = audit.audit_head().await?.seq;
             let (sample, took) = measure(t, slice, interval).await?;
             total.2 += procstat::cpu_seconds(t.pid)? - cpu_before;
+            let host_after = procstat::host_ticks()?;
+            total.3.0 += host_after.0.saturating_sub(host_before.0);
+            total.3.1 += host_after.1.saturating_sub(host_before.1);
             if t.name == "warden" {
                 audited += audit.audit_head().await?.seq - head_before;
             }
@@ -268,8 +276,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut results = serde_json::Map::new();
     let mut rows = Vec::new();
-    for (t, (mut sample, took, cpu)) in targets.iter().zip(totals) {
+    for (t, (mut sample, took, cpu, host)) in targets.iter().zip(totals) {
         let mut figures = figures(&mut sample, took, cpu, procstat::peak_rss_mb(t.pid)?);
+        figures.host_steal_pct = procstat::steal_pct(host);
         if t.name == "warden" {
             figures.audit_records_per_s = Some(audited as f64 / took.as_secs_f64().max(1e-9));
         }
@@ -342,6 +351,7 @@ fn figures(sample: &mut load::Sample, took: Duration, cpu_seconds: f64, rss_mb: 
         requests,
         errors: sample.errors,
         audit_records_per_s: None,
+        host_steal_pct: 0.0,
     }
 }
 
@@ -365,7 +375,7 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
         }
     );
     println!(
-        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>8} {:>7}",
+        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>8} {:>7} {:>8}",
         "target",
         "req/s",
         "p50 µs",
@@ -376,7 +386,8 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
         "+p99 µs",
         "cpu ms/1k",
         "rss MB",
-        "errors"
+        "errors",
+        "steal %"
     );
     for (name, f) in rows {
         let (d50, d99) = direct.as_ref().map_or((0, 0), |d| {
@@ -386,7 +397,7 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             )
         });
         println!(
-            "{:<8} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12.2} {:>8.1} {:>7}",
+            "{:<8} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12.2} {:>8.1} {:>7} {:>8.1}",
             name,
             f.rps,
             f.p50_us,
@@ -397,7 +408,14 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             d99,
             f.cpu_ms_per_1k,
             f.rss_mb,
-            f.errors
+            f.errors,
+            f.host_steal_pct
+        );
+    }
+    let steal = rows.iter().map(|r| r.1.host_steal_pct).fold(0.0, f64::max);
+    if steal >= 5.0 {
+        println!(
+            "note: the hypervisor took up to {steal:.0}% of this machine's CPU while measuring; compare only with runs at a similar steal"
         );
     }
     if let Some((_, w)) = rows.get(2)

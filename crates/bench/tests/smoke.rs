@@ -46,5 +46,7 @@ fn the_benchmark_runs_and_writes_its_json() {
             "{target} answered nothing"
         );
         assert_eq!(json[target]["errors"], 0, "{target} had errors: {json}");
+        let steal = json[target]["host_steal_pct"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&steal), "{target} steal {steal}");
     }
 }
