@@ -63,6 +63,13 @@ pub(crate) const KEEP_AT_MOST: Duration = Duration::from_secs(1);
 /// Kept agents at most; the map is emptied when full.
 const MAX_KEPT: usize = 100_000;
 
+/// The file named `<db><suffix>`, beside the database `db`.
+pub(crate) fn beside(db: &Path, suffix: &str) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(suffix);
+    path.into()
+}
+
 /// The agents' epoch: a file beside the database whose 8 bytes change
 /// after every change to an agent.
 pub(crate) struct Epoch {
@@ -73,8 +80,7 @@ impl Epoch {
     /// Opens (creating) the epoch file of the database at `db`; none if
     /// it cannot be (agents are then read from the database every time).
     pub(crate) fn open(db: &Path) -> Option<Self> {
-        let mut path = db.as_os_str().to_owned();
-        path.push("-epoch");
+        let path = beside(db, "-epoch");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -281,9 +281,7 @@ pub(crate) const INDEX_SCHEMA: &[&str] = &[
 
 /// The index file of the database at `path`.
 pub(crate) fn index_path(path: &std::path::Path) -> std::path::PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push("-index");
-    p.into()
+    crate::fast::beside(path, "-index")
 }
 
 /// Attaches the index file (`?1`) as `ix`.
