@@ -1318,3 +1318,53 @@ async fn a_batch_that_fails_leaves_nothing_and_the_next_one_lands() {
     assert_eq!(all.len(), 5);
     assert!(verify_chain(all, ChainHead::default()).is_ok());
 }
+
+/// Queues `bodies` and returns where the result arrives, with the time it
+/// arrived.
+fn queue(
+    store: &SqliteStore,
+    bodies: Vec<Vec<u8>>,
+) -> std::sync::mpsc::Receiver<(Result<Vec<u64>, StoreError>, std::time::Instant)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = store.queue_audit(
+        bodies,
+        Box::new(move |result| {
+            let _ = tx.send((result, std::time::Instant::now()));
+        }),
+    );
+    assert!(queued.is_ok(), "the SQLite store queues records");
+    rx
+}
+
+#[tokio::test]
+async fn queued_records_join_the_next_awaited_commit_or_land_on_their_own() {
+    let (_dir, _db, store) = store_on_file().await;
+    // A record nobody waits for, then one somebody does: both land in
+    // that one commit, the queued one first, and it is answered before
+    // the append returns.
+    let later = queue(&store, filler(1));
+    let seqs = store.append_audit(filler(1)).await.unwrap();
+    assert_eq!(seqs, [2]);
+    let (result, _) = later
+        .try_recv()
+        .expect("answered with the commit it joined");
+    assert_eq!(result.unwrap(), [1]);
+
+    // Alone, a queued record is held a little for a commit to join (each
+    // commit is an fsync), then committed by itself.
+    let started = std::time::Instant::now();
+    let alone = queue(&store, filler(2));
+    let (result, at) =
+        tokio::task::spawn_blocking(move || alone.recv_timeout(std::time::Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("committed without any other append");
+    assert_eq!(result.unwrap(), [3, 4]);
+    assert!(
+        at.duration_since(started) >= std::time::Duration::from_millis(5),
+        "committed at once, in a commit of its own"
+    );
+    let all = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(verify_chain(all, ChainHead::default()).is_ok());
+}
