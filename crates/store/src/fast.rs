@@ -385,8 +385,7 @@ impl FastPath {
     }
 
     /// Hands a batch to the writer thread, which calls `then` once it is
-    /// committed (or failed): with the next batch somebody waits for, or
-    /// [`LATER_AT_MOST`] after it was handed over.
+    /// committed (or failed).
     pub(crate) fn queue(
         &self,
         bodies: Vec<Vec<u8>>,
@@ -429,77 +428,32 @@ fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
     }
 }
 
-/// How long queued records that nobody waits for (outcome records) are
-/// held for a commit that somebody waits for, which they then join, before
-/// they are committed on their own. Each commit is an fsync, the costliest
-/// thing the gateway does; an outcome record that arrived while the writer
-/// was idle used to cost one of its own.
-const LATER_AT_MOST: Duration = Duration::from_millis(10);
-
-/// Queued records nobody waits for that are committed without waiting
-/// further.
-const LATER_AT_MOST_RECORDS: usize = 1024;
-
 /// Appends each batch sent on `rx`, counting the records in `appended`.
-/// A batch somebody waits for is committed at once, with everything else
-/// already sent; batches nobody waits for wait for such a commit, for
-/// [`LATER_AT_MOST`] at most.
 fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path, appended: &AtomicU64) {
-    let mut held: Vec<Append> = Vec::new();
-    let mut due = Instant::now();
-    loop {
-        let job = if held.is_empty() {
-            match rx.recv() {
-                Ok(job) => job,
-                Err(mpsc::RecvError) => return,
-            }
-        } else {
-            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    commit(&conn, std::mem::take(&mut held), path, appended);
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return commit(&conn, held, path, appended);
-                }
-            }
-        };
-        if held.is_empty() {
-            due = Instant::now() + LATER_AT_MOST;
-        }
-        held.push(job);
-        // Everything already sent goes into the same transaction.
+    while let Ok(first) = rx.recv() {
+        // Everything already waiting goes into the same transaction.
+        let mut jobs = vec![first];
         while let Ok(more) = rx.try_recv() {
-            held.push(more);
+            jobs.push(more);
         }
-        let waited_for = held.iter().any(|j| matches!(j.reply, Reply::Wait(_)));
-        let records: usize = held.iter().map(|j| j.bodies.len()).sum();
-        if waited_for || records >= LATER_AT_MOST_RECORDS || Instant::now() >= due {
-            commit(&conn, std::mem::take(&mut held), path, appended);
-        }
-    }
-}
-
-/// Appends the records of `jobs` in one transaction and answers each job.
-fn commit(conn: &Connection, mut jobs: Vec<Append>, path: &Path, appended: &AtomicU64) {
-    let sizes: Vec<usize> = jobs.iter().map(|j| j.bodies.len()).collect();
-    let bodies: Vec<Vec<u8>> = jobs
-        .iter_mut()
-        .flat_map(|j| std::mem::take(&mut j.bodies))
-        .collect();
-    match append(conn, bodies) {
-        Ok(seqs) => {
-            appended.fetch_add(seqs.len() as u64, Ordering::Relaxed);
-            let mut seqs = seqs.into_iter();
-            for (job, n) in jobs.into_iter().zip(sizes) {
-                job.reply.send(Ok(seqs.by_ref().take(n).collect()));
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.bodies.len()).collect();
+        let bodies: Vec<Vec<u8>> = jobs
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.bodies))
+            .collect();
+        match append(&conn, bodies) {
+            Ok(seqs) => {
+                appended.fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                let mut seqs = seqs.into_iter();
+                for (job, n) in jobs.into_iter().zip(sizes) {
+                    job.reply.send(Ok(seqs.by_ref().take(n).collect()));
+                }
             }
-        }
-        Err(e) => {
-            tracing::error!(path = %path.display(), "audit append failed: {e}");
-            for job in jobs {
-                job.reply.send(Err(StoreError::Database(e.to_string())));
+            Err(e) => {
+                tracing::error!(path = %path.display(), "audit append failed: {e}");
+                for job in jobs {
+                    job.reply.send(Err(StoreError::Database(e.to_string())));
+                }
             }
         }
     }

@@ -481,10 +481,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError>;
     /// Queues records to be appended as [`append_audit`](Self::append_audit)
     /// does, without waiting: `then` gets the result once they are
-    /// committed (or not). A store may hold them briefly so that they join
-    /// the next append somebody waits for (one commit for both). A store
-    /// that cannot queue gives both back, and the caller appends them
-    /// itself.
+    /// committed (or not). A store that cannot queue gives both back, and
+    /// the caller appends them itself.
     fn queue_audit(
         &self,
         bodies: Vec<Vec<u8>>,
