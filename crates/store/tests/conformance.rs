@@ -1318,3 +1318,40 @@ async fn a_batch_that_fails_leaves_nothing_and_the_next_one_lands() {
     assert_eq!(all.len(), 5);
     assert!(verify_chain(all, ChainHead::default()).is_ok());
 }
+
+/// Queues `bodies` and returns where the result arrives.
+fn queue(
+    store: &SqliteStore,
+    bodies: Vec<Vec<u8>>,
+) -> std::sync::mpsc::Receiver<Result<Vec<u64>, StoreError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = store.queue_audit(
+        bodies,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    assert!(queued.is_ok(), "the SQLite store queues records");
+    rx
+}
+
+#[tokio::test]
+async fn queued_records_land_in_order_with_the_appends_around_them() {
+    let (_dir, _db, store) = store_on_file().await;
+    // Queued, then appended: the queued record comes first in the chain,
+    // and it is answered by the time the append behind it returns.
+    let later = queue(&store, filler(1));
+    assert_eq!(store.append_audit(filler(1)).await.unwrap(), [2]);
+    assert_eq!(later.try_recv().expect("answered").unwrap(), [1]);
+    // Queued alone, it still lands, with nobody appending behind it.
+    let alone = queue(&store, filler(2));
+    let result =
+        tokio::task::spawn_blocking(move || alone.recv_timeout(std::time::Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("committed without any other append");
+    assert_eq!(result.unwrap(), [3, 4]);
+    let all = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(verify_chain(all, ChainHead::default()).is_ok());
+}
