@@ -134,14 +134,24 @@ struct Server {
 
 async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
-    let mut command = match cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(&exe);
-            c
-        }
-        None => Command::new(&exe),
+    // `WARDEN_BENCH_WRAP="valgrind --tool=callgrind"` runs the gateway
+    // under that command (instruction counts, which the host's steal does
+    // not blur; docs/performance.md).
+    let wrap: Vec<String> = match std::env::var("WARDEN_BENCH_WRAP") {
+        Ok(w) if role == "warden" => w.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
     };
+    let mut program: Vec<std::ffi::OsString> = wrap.into_iter().map(Into::into).collect();
+    program.push(exe.into_os_string());
+    if let Some(cpu) = cpu {
+        program.splice(
+            0..0,
+            ["taskset".into(), "-c".into(), cpu.to_string().into()],
+        );
+    }
+    let mut program = program.into_iter();
+    let mut command = Command::new(program.next().unwrap_or_default());
+    command.args(program);
     command
         .arg("--role")
         .arg(role)
@@ -154,7 +164,8 @@ async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<S
         .with_context(|| format!("cannot start the {role}"))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+    // Minutes: the gateway may run under a wrapper that slows it down.
+    let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
         .await
         .with_context(|| format!("the {role} did not start"))??
         .ok_or_else(|| anyhow!("the {role} exited"))?;

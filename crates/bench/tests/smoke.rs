@@ -50,3 +50,40 @@ fn the_benchmark_runs_and_writes_its_json() {
         assert!((0.0..=100.0).contains(&steal), "{target} steal {steal}");
     }
 }
+
+#[test]
+fn the_gateway_runs_under_the_wrapper_it_is_given() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A wrapper that notes what it was asked to run, then runs it (as
+    // `valgrind` would, in the same process).
+    let seen = dir.path().join("seen");
+    let wrapper = dir.path().join("wrap.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec \"$@\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("out.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_warden-bench"))
+        .env("WARDEN_BENCH_WRAP", &wrapper)
+        .args(["--duration", "300ms", "--warmup", "100ms", "--rounds", "1"])
+        .args(["--connections", "2", "--agents", "50", "--json"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(json["warden"]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(json["warden"]["errors"], 0);
+    // The gateway, and only the gateway, ran under it.
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let runs: Vec<&str> = seen.lines().collect();
+    assert_eq!(runs.len(), 1, "{seen}");
+    assert!(runs[0].contains("--role warden"), "{seen}");
+}
