@@ -137,18 +137,19 @@ async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<S
     // `WARDEN_BENCH_WRAP="valgrind --tool=callgrind"` runs the gateway
     // under that command (instruction counts, which the host's steal does
     // not blur; docs/performance.md).
-    let wrap: Vec<String> = match std::env::var("WARDEN_BENCH_WRAP") {
-        Ok(w) if role == "warden" => w.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    let mut program: Vec<std::ffi::OsString> = wrap.into_iter().map(Into::into).collect();
-    program.push(exe.into_os_string());
+    let wrap = std::env::var("WARDEN_BENCH_WRAP")
+        .ok()
+        .filter(|_| role == "warden");
+    let mut program: Vec<std::ffi::OsString> = Vec::new();
     if let Some(cpu) = cpu {
-        program.splice(
-            0..0,
-            ["taskset".into(), "-c".into(), cpu.to_string().into()],
-        );
+        program.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
     }
+    program.extend(
+        wrap.iter()
+            .flat_map(|w| w.split_whitespace())
+            .map(Into::into),
+    );
+    program.push(exe.into_os_string());
     let mut program = program.into_iter();
     let mut command = Command::new(program.next().unwrap_or_default());
     command.args(program);
@@ -164,8 +165,9 @@ async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<S
         .with_context(|| format!("cannot start the {role}"))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
-    // Minutes: the gateway may run under a wrapper that slows it down.
-    let line = tokio::time::timeout(Duration::from_secs(600), lines.next_line())
+    // Minutes under a wrapper, which may slow the gateway down a hundredfold.
+    let start = Duration::from_secs(if wrap.is_some() { 600 } else { 60 });
+    let line = tokio::time::timeout(start, lines.next_line())
         .await
         .with_context(|| format!("the {role} did not start"))??
         .ok_or_else(|| anyhow!("the {role} exited"))?;

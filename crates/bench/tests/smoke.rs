@@ -10,30 +10,32 @@
     reason = "test code"
 )]
 
-#[test]
-fn the_benchmark_runs_and_writes_its_json() {
+/// Runs the benchmark briefly (2 connections, 100 ms of warm-up) with
+/// `args`, the gateway under `wrap` if given; its JSON.
+fn bench(args: &[&str], wrap: Option<&std::path::Path>) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.json");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_warden-bench"))
-        .args([
-            "--duration",
-            "600ms",
-            "--warmup",
-            "100ms",
-            "--rounds",
-            "2",
-            "--connections",
-            "2",
-            "--agents",
-            "250",
-        ])
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warden-bench"));
+    if let Some(wrap) = wrap {
+        command.env("WARDEN_BENCH_WRAP", wrap);
+    }
+    let status = command
+        .args(["--warmup", "100ms", "--connections", "2"])
+        .args(args)
         .arg("--json")
         .arg(&out)
         .status()
         .unwrap();
     assert!(status.success());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn the_benchmark_runs_and_writes_its_json() {
+    let json = bench(
+        &["--duration", "600ms", "--rounds", "2", "--agents", "250"],
+        None,
+    );
     for target in ["direct", "floor", "warden"] {
         for key in ["rps", "p50_us", "p99_us", "cpu_ms_per_1k", "rss_mb"] {
             assert!(
@@ -68,17 +70,10 @@ fn the_gateway_runs_under_the_wrapper_it_is_given() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = dir.path().join("out.json");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_warden-bench"))
-        .env("WARDEN_BENCH_WRAP", &wrapper)
-        .args(["--duration", "300ms", "--warmup", "100ms", "--rounds", "1"])
-        .args(["--connections", "2", "--agents", "50", "--json"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let json = bench(
+        &["--duration", "300ms", "--rounds", "1", "--agents", "50"],
+        Some(&wrapper),
+    );
     assert!(json["warden"]["requests"].as_u64().unwrap() > 0);
     assert_eq!(json["warden"]["errors"], 0);
     // The gateway, and only the gateway, ran under it.
