@@ -93,22 +93,24 @@ pub(super) async fn run(
     };
     match op {
         Operation::Initialize { protocol_version } => {
-            initialize(ex, gw, who, &id, protocol_version.as_deref()).await
+            Box::pin(initialize(ex, gw, who, &id, protocol_version.as_deref())).await
         }
         Operation::Ping => match ex.commit(&id, allow("ping")).await {
             Ok(()) => ok(&id, &json!({})),
             Err(r) => r,
         },
-        Operation::ListTools => list_tools(ex, gw, who, route, &id).await,
-        Operation::CallTool(call) => call_tool(ex, &engine, who, route, &id, call).await,
-        Operation::ListResources => list(ex, gw, who, route, &id, &RESOURCES).await,
-        Operation::ListResourceTemplates => list(ex, gw, who, route, &id, &TEMPLATES).await,
-        Operation::ListPrompts => list(ex, gw, who, route, &id, &PROMPTS).await,
+        Operation::ListTools => Box::pin(list_tools(ex, gw, who, route, &id)).await,
+        Operation::CallTool(call) => Box::pin(call_tool(ex, &engine, who, route, &id, call)).await,
+        Operation::ListResources => Box::pin(list(ex, gw, who, route, &id, &RESOURCES)).await,
+        Operation::ListResourceTemplates => {
+            Box::pin(list(ex, gw, who, route, &id, &TEMPLATES)).await
+        }
+        Operation::ListPrompts => Box::pin(list(ex, gw, who, route, &id, &PROMPTS)).await,
         Operation::ReadResource { uri } => {
-            read_resource(ex, gw, &engine, who, route, &id, uri).await
+            Box::pin(read_resource(ex, gw, &engine, who, route, &id, uri)).await
         }
         Operation::GetPrompt { name, arguments } => {
-            get_prompt(ex, &engine, who, route, &id, &name, arguments).await
+            Box::pin(get_prompt(ex, &engine, who, route, &id, &name, arguments)).await
         }
         Operation::Unsupported { method } => {
             let message = format!(
@@ -397,7 +399,7 @@ async fn call_tool(
         args: &call.arguments,
     };
     let params = call.forward_params(tool);
-    decide_and_forward(
+    Box::pin(decide_and_forward(
         ex,
         engine,
         who,
@@ -406,7 +408,7 @@ async fn call_tool(
         id,
         "tools/call",
         &params,
-    )
+    ))
     .await
 }
 
@@ -443,7 +445,7 @@ async fn read_resource(
         uri: &uri,
     };
     let params = json!({ "uri": uri });
-    decide_and_forward(
+    Box::pin(decide_and_forward(
         ex,
         engine,
         who,
@@ -452,7 +454,7 @@ async fn read_resource(
         id,
         "resources/read",
         &params,
-    )
+    ))
     .await
 }
 
@@ -486,7 +488,7 @@ async fn get_prompt(
         name: prompt,
     };
     let params = json!({ "name": prompt, "arguments": arguments });
-    decide_and_forward(
+    Box::pin(decide_and_forward(
         ex,
         engine,
         who,
@@ -495,7 +497,7 @@ async fn get_prompt(
         id,
         "prompts/get",
         &params,
-    )
+    ))
     .await
 }
 
@@ -561,7 +563,7 @@ async fn decide_and_forward(
                     .upstream(upstream)
                     .map_or(warden_config::ApprovalMode::Defer, |u| u.approval),
             };
-            match hold(&mut ex, engine, who, &held, decision, id).await {
+            match Box::pin(hold(&mut ex, engine, who, &held, decision, id)).await {
                 Verdict::Run(d) => d,
                 Verdict::Answered(response) => return response,
             }
@@ -584,7 +586,7 @@ async fn decide_and_forward(
         Target::Tool { upstream, tool, .. } => engine.tool_label(upstream, tool),
         _ => None,
     };
-    forward(ex, upstream, id, method, params, who, label).await
+    Box::pin(forward(ex, upstream, id, method, params, who, label)).await
 }
 
 /// What the record keeps to explain the decision: the redacted arguments
