@@ -125,46 +125,75 @@ pub fn parse_tools_page(result: &RawValue) -> Result<(Vec<ToolDef>, Option<Strin
 
 /// JSON with object keys sorted at every level and no insignificant space.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`canonical_json`] of an object, as bytes, written from the map itself
+/// (a tool call's arguments are hashed on every call: no copy of them).
+pub fn canonical_object(map: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_object(map, &mut out);
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        // Writing JSON into memory does not fail.
+        scalar => drop(serde_json::to_writer(&mut *out, scalar)),
     }
+}
+
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        drop(serde_json::to_writer(&mut *out, key));
+        out.push(b':');
+        write_canonical(value, out);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Approvals match calls by these bytes' hash, so they never change:
+    /// keys sorted at every level, compact, strings escaped as serde_json
+    /// escapes them.
+    #[test]
+    fn canonical_json_is_fixed_bytes() {
+        let value = serde_json::json!({
+            "z": [3, 1.5, -0.0, true, null, {"b": "\u{1}\"\\", "a": "é🎉"}],
+            "a\nb": {"y": {}, "x": []},
+            "10": 1e300,
+            "": "",
+        });
+        let want = r#"{"":"","10":1e+300,"a\nb":{"x":[],"y":{}},"z":[3,1.5,-0.0,true,null,{"a":"é🎉","b":"\u0001\"\\"}]}"#;
+        assert_eq!(canonical_json(&value), want);
+        let Value::Object(map) = &value else {
+            unreachable!()
+        };
+        assert_eq!(canonical_object(map), want.as_bytes());
+    }
 
     #[test]
     fn pages_parse_and_digests_follow_content() {

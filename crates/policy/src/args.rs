@@ -93,17 +93,7 @@ impl ArgType {
                 .map(|(i, item)| element.to_cedar(item, &format!("{path}[{i}]")))
                 .collect::<Result<Vec<_>, _>>()
                 .map(RestrictedExpression::new_set),
-            (Self::Record(attrs), Value::Object(obj)) => {
-                let mut fields = Vec::with_capacity(attrs.len());
-                for (name, (ty, required)) in attrs {
-                    match obj.get(name) {
-                        Some(Value::Null) | None if !required => {}
-                        Some(v) => fields.push((name.clone(), ty.to_cedar(v, &join(path, name))?)),
-                        None => return Err(format!("argument `{}` is required", join(path, name))),
-                    }
-                }
-                RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
-            }
+            (Self::Record(attrs), Value::Object(obj)) => record(attrs, obj, path),
             (Self::String, _) => Err(mismatch("a string")),
             (Self::Bool, _) => Err(mismatch("a boolean")),
             (Self::Long, _) => Err(mismatch("an integer")),
@@ -112,6 +102,37 @@ impl ArgType {
             (Self::Record(_), _) => Err(mismatch("an object")),
         }
     }
+}
+
+impl ArgType {
+    /// [`to_cedar`](Self::to_cedar) of an object (a tool call's arguments),
+    /// from the map itself.
+    pub fn object_to_cedar(
+        &self,
+        obj: &Map<String, Value>,
+        path: &str,
+    ) -> Result<RestrictedExpression, String> {
+        match self {
+            Self::Record(attrs) => record(attrs, obj, path),
+            _ => self.to_cedar(&Value::Object(obj.clone()), path),
+        }
+    }
+}
+
+fn record(
+    attrs: &BTreeMap<String, (ArgType, bool)>,
+    obj: &Map<String, Value>,
+    path: &str,
+) -> Result<RestrictedExpression, String> {
+    let mut fields = Vec::with_capacity(attrs.len());
+    for (name, (ty, required)) in attrs {
+        match obj.get(name) {
+            Some(Value::Null) | None if !required => {}
+            Some(v) => fields.push((name.clone(), ty.to_cedar(v, &join(path, name))?)),
+            None => return Err(format!("argument `{}` is required", join(path, name))),
+        }
+    }
+    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
 }
 
 fn join(path: &str, name: &str) -> String {

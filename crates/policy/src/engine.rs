@@ -252,7 +252,7 @@ impl PolicyEngine {
             .arg_types
             .get(&id)
             .ok_or_else(|| not_in_catalog(upstream, tool))?;
-        let typed = ty.to_cedar(&Value::Object(args.clone()), "")?;
+        let typed = ty.object_to_cedar(args, "")?;
         *fields.args.borrow_mut() = Some(typed.clone());
         Ok(typed)
     }
@@ -375,7 +375,7 @@ impl PolicyEngine {
                 Principal::Agent => request.agent,
                 Principal::User => request.user.unwrap_or_default(),
             };
-            format!("{}\u{0}{who:?}\u{0}{name}\u{0}{resource}", cut.key)
+            key(&[&cut.key, who.name(), name, &resource])
         });
         if let Some(key) = &kept
             && let Some(d) = self.fixed.lock().ok().and_then(|m| m.get(key).cloned())
@@ -578,7 +578,7 @@ impl PolicyEngine {
         info: Option<&AgentInfo>,
         build: impl FnOnce() -> Result<Entities, String>,
     ) -> Result<Arc<Entities>, String> {
-        let key = format!("{who:?}\u{0}{name}\u{0}{target}");
+        let key = key(&[who.name(), name, target]);
         if let Some(hit) = self.entity_sets.lock().ok().and_then(|m| {
             m.get(&key)
                 .filter(|(kept, _)| kept.as_ref() == info)
@@ -749,6 +749,28 @@ enum Principal {
     Agent,
     /// The human it acts for (`Warden::User`).
     User,
+}
+
+impl Principal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Agent => "Agent",
+            Self::User => "User",
+        }
+    }
+}
+
+/// A key of the kept decisions and entities: `parts` joined by NULs (which
+/// no name holds).
+fn key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push('\0');
+        }
+        key.push_str(part);
+    }
+    key
 }
 
 /// A delegated request's decision: allowed only if the agent's and the

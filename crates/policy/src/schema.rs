@@ -22,7 +22,12 @@ pub type Catalogs = BTreeMap<UpstreamName, ToolCatalog>;
 
 /// The action id of a tool: `upstream/tool`.
 pub fn tool_action(upstream: &str, tool: &str) -> String {
-    format!("{upstream}/{tool}")
+    // Built on every decision: no formatting machinery.
+    let mut id = String::with_capacity(upstream.len() + 1 + tool.len());
+    id.push_str(upstream);
+    id.push('/');
+    id.push_str(tool);
+    id
 }
 
 /// The JSON schema fragment declaring one action per tool, with the tool's

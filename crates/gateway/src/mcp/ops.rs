@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use warden_core::{Decision, Effect};
-use warden_mcp::catalog::canonical_json;
+use warden_mcp::catalog::canonical_object;
 use warden_mcp::classify::CallTool;
 use warden_mcp::{ErrorCode, Id, Operation, negotiate_version, split_federated, success_response};
 use warden_policy::{PolicyEngine, Request, RequestContext, Target, tool_action};
@@ -503,9 +503,7 @@ async fn get_prompt(
 
 /// SHA-256 (hex) of the canonical JSON of arguments.
 fn digest(arguments: &Map<String, Value>) -> String {
-    hex::encode(Sha256::digest(
-        canonical_json(&Value::Object(arguments.clone())).as_bytes(),
-    ))
+    hex::encode(Sha256::digest(canonical_object(arguments)))
 }
 
 /// Phases 5-7 for one target: authorize, commit the record, forward.
