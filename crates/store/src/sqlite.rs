@@ -268,7 +268,11 @@ pub(crate) const INDEX_SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS ix.audit_by_request ON audit_index (request_id)",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_tenant ON audit_index (tenant)",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_agent ON audit_index (tenant, agent)",
-    "CREATE INDEX IF NOT EXISTS ix.audit_by_user ON audit_index (tenant, user)",
+    // Only the rows of agents acting for a user: a query by user never
+    // looks for the others, and an agent acting on its own (most records)
+    // costs the index one tree less. It replaces the full index of before.
+    "DROP INDEX IF EXISTS ix.audit_by_user",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_user_set ON audit_index (tenant, user) WHERE user IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_action ON audit_index (tenant, action)",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_effect ON audit_index (tenant, effect)",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_time ON audit_index (tenant, time)",

@@ -939,7 +939,32 @@ async fn audit_queries_are_served_from_indexes() {
         let plan = store.audit_query_plan(&q).await.unwrap().join(" | ");
         assert!(plan.contains("INDEX audit_by_"), "filter {i}: {plan}");
         assert!(!plan.contains("SCAN "), "filter {i} scans: {plan}");
+        if q.user.is_some() {
+            // The index of the rows that have a user serves it.
+            assert!(plan.contains("INDEX audit_by_user_set"), "{plan}");
+        }
     }
+    // An index file made before the by-user index became partial has the
+    // full one replaced when it is opened.
+    drop(store);
+    let conn = rusqlite::Connection::open(index_file(&dir.path().join("w.db"))).unwrap();
+    conn.execute_batch(
+        "DROP INDEX audit_by_user_set; CREATE INDEX audit_by_user ON audit_index (tenant, user)",
+    )
+    .unwrap();
+    drop(conn);
+    let _reopened = SqliteStore::open(&url).await.unwrap();
+    let conn = rusqlite::Connection::open(index_file(&dir.path().join("w.db"))).unwrap();
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'audit_by_user%'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["audit_by_user_set"]);
 }
 
 /// The query index's own file, beside the database `db`.
