@@ -102,9 +102,7 @@ impl ArgType {
             (Self::Record(_), _) => Err(mismatch("an object")),
         }
     }
-}
 
-impl ArgType {
     /// [`to_cedar`](Self::to_cedar) of an object (a tool call's arguments),
     /// from the map itself.
     pub fn object_to_cedar(
