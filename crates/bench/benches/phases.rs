@@ -214,7 +214,7 @@ fn task_grants(c: &mut Criterion) {
     );
 }
 
-fn record(i: u64) -> Vec<u8> {
+fn record(i: u64) -> warden_store::NewRecord {
     let rec = AuditRecord {
         kind: RecordKind::Request,
         request_id: format!("01a2-{i}"),
@@ -244,7 +244,7 @@ fn record(i: u64) -> Vec<u8> {
         reviewers: Vec::new(),
         shadow: None,
     };
-    serde_json::to_vec(&rec).unwrap()
+    warden_store::NewRecord::of(&rec).unwrap()
 }
 
 fn store(c: &mut Criterion) {

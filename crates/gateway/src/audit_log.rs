@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use warden_audit::AuditRecord;
-use warden_store::{AuditDone, Store};
+use warden_store::{AuditDone, NewRecord, Store};
 
 /// Outcome records queued but not yet committed, at most; past this,
 /// [`AuditLog::write_later`] waits (back-pressure, never a silent drop).
@@ -55,8 +55,8 @@ impl AuditLog {
 
     /// Writes `record` and waits until it is durable; returns its seq.
     pub async fn write(&self, record: &AuditRecord) -> Result<u64, AuditError> {
-        let body = serde_json::to_vec(record).map_err(|e| AuditError(e.to_string()))?;
-        match self.store.append_audit(vec![body]).await {
+        let record = NewRecord::of(record).map_err(|e| AuditError(e.to_string()))?;
+        match self.store.append_audit(vec![record]).await {
             Ok(seqs) => seqs
                 .first()
                 .copied()
@@ -68,8 +68,8 @@ impl AuditLog {
     /// Writes `record` without making the caller wait for the commit
     /// (outcome records, written after the answer). A failure is logged.
     pub async fn write_later(&self, record: &AuditRecord) {
-        let body = match serde_json::to_vec(record) {
-            Ok(b) => b,
+        let record = match NewRecord::of(record) {
+            Ok(r) => r,
             Err(e) => return tracing::error!("audit record not serializable: {e}"),
         };
         let Ok(permit) = self.pending.clone().acquire_owned().await else {
@@ -83,9 +83,9 @@ impl AuditLog {
         });
         // Straight to the store's writer if it takes queued records, else
         // by a task of its own.
-        if let Err((bodies, then)) = self.store.queue_audit(vec![body], then) {
+        if let Err((records, then)) = self.store.queue_audit(vec![record], then) {
             let store = self.store.clone();
-            tokio::spawn(async move { then(store.append_audit(bodies).await) });
+            tokio::spawn(async move { then(store.append_audit(records).await) });
         }
     }
 }

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, TenantId};
 
-use crate::{Agent, StoreError};
+use crate::{Agent, NewRecord, StoreError};
 
 const READERS: usize = 4;
 const BUSY: Duration = Duration::from_secs(10);
@@ -52,7 +52,7 @@ impl Reply {
 }
 
 struct Append {
-    bodies: Vec<Vec<u8>>,
+    records: Vec<NewRecord>,
     reply: Reply,
 }
 
@@ -375,9 +375,9 @@ impl FastPath {
     }
 
     /// Appends a batch through the writer thread; returns once committed.
-    pub(crate) async fn append(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
+    pub(crate) async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<u64>, StoreError> {
         let (reply, wait) = oneshot::channel();
-        if self.send(bodies, Reply::Wait(reply)).is_err() {
+        if self.send(records, Reply::Wait(reply)).is_err() {
             return Err(StoreError::Database("the audit writer has stopped".into()));
         }
         wait.await
@@ -388,23 +388,23 @@ impl FastPath {
     /// committed (or failed).
     pub(crate) fn queue(
         &self,
-        bodies: Vec<Vec<u8>>,
+        records: Vec<NewRecord>,
         then: crate::AuditDone,
-    ) -> Result<(), (Vec<Vec<u8>>, crate::AuditDone)> {
-        self.send(bodies, Reply::Then(then))
-            .map_err(|(bodies, reply)| match reply {
-                Reply::Then(then) => (bodies, then),
+    ) -> Result<(), (Vec<NewRecord>, crate::AuditDone)> {
+        self.send(records, Reply::Then(then))
+            .map_err(|(records, reply)| match reply {
+                Reply::Then(then) => (records, then),
                 // `send` gives back what it was given.
-                Reply::Wait(_) => (bodies, Box::new(|_| {}) as crate::AuditDone),
+                Reply::Wait(_) => (records, Box::new(|_| {}) as crate::AuditDone),
             })
     }
 
-    fn send(&self, bodies: Vec<Vec<u8>>, reply: Reply) -> Result<(), (Vec<Vec<u8>>, Reply)> {
+    fn send(&self, records: Vec<NewRecord>, reply: Reply) -> Result<(), (Vec<NewRecord>, Reply)> {
         let Ok(tx) = self.writer.lock() else {
-            return Err((bodies, reply));
+            return Err((records, reply));
         };
-        tx.send(Append { bodies, reply })
-            .map_err(|mpsc::SendError(a)| (a.bodies, a.reply))
+        tx.send(Append { records, reply })
+            .map_err(|mpsc::SendError(a)| (a.records, a.reply))
     }
 }
 
@@ -436,12 +436,12 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path, appende
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
-        let sizes: Vec<usize> = jobs.iter().map(|j| j.bodies.len()).collect();
-        let bodies: Vec<Vec<u8>> = jobs
+        let sizes: Vec<usize> = jobs.iter().map(|j| j.records.len()).collect();
+        let records: Vec<NewRecord> = jobs
             .iter_mut()
-            .flat_map(|j| std::mem::take(&mut j.bodies))
+            .flat_map(|j| std::mem::take(&mut j.records))
             .collect();
-        match append(&conn, bodies) {
+        match append(&conn, records) {
             Ok(seqs) => {
                 appended.fetch_add(seqs.len() as u64, Ordering::Relaxed);
                 let mut seqs = seqs.into_iter();
@@ -459,13 +459,13 @@ fn write_loop(conn: Connection, rx: mpsc::Receiver<Append>, path: &Path, appende
     }
 }
 
-/// Appends `bodies` in one transaction: all of them or none.
-fn append(conn: &Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
+/// Appends `records` in one transaction: all of them or none.
+fn append(conn: &Connection, records: Vec<NewRecord>) -> Result<Vec<u64>, rusqlite::Error> {
     // IMMEDIATE takes the write lock first, so the head read below is the
     // head the inserts extend, even with other processes appending. BEGIN
     // and COMMIT are prepared once, like the statements between them.
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-    let appended = insert_all(conn, bodies).and_then(|seqs| {
+    let appended = insert_all(conn, records).and_then(|seqs| {
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(seqs)
     });
@@ -479,7 +479,7 @@ fn append(conn: &Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite:
 }
 
 /// The inserts of [`append`], inside its transaction.
-fn insert_all(conn: &Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusqlite::Error> {
+fn insert_all(conn: &Connection, records: Vec<NewRecord>) -> Result<Vec<u64>, rusqlite::Error> {
     let head = conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
@@ -496,17 +496,29 @@ fn insert_all(conn: &Connection, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, rusql
             ChainHead { seq, hash }
         }
     };
-    let mut seqs = Vec::with_capacity(bodies.len());
-    let mut insert = conn
-        .prepare_cached("INSERT INTO audit (seq, prev_hash, hash, body) VALUES (?1, ?2, ?3, ?4)")?;
-    for body in bodies {
+    let mut seqs = Vec::with_capacity(records.len());
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO audit (seq, prev_hash, hash, body, rec_request, rec_tenant, rec_agent,
+             rec_user, rec_action, rec_effect, rec_time, rec_kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for NewRecord { body, fields } in records {
         let entry = head.append(body);
         let seq = i64::try_from(entry.seq).map_err(|_| rusqlite::Error::InvalidQuery)?;
+        let f = fields.as_ref();
         insert.execute(params![
             seq,
             &entry.prev_hash[..],
             &entry.hash[..],
-            entry.body
+            entry.body,
+            f.map(|f| &f.request_id),
+            f.map(|f| &f.tenant),
+            f.and_then(|f| f.agent.as_ref()),
+            f.and_then(|f| f.user.as_ref()),
+            f.and_then(|f| f.action.as_ref()),
+            f.map(|f| f.effect),
+            f.map(|f| &f.time),
+            f.map(|f| f.kind),
         ])?;
         seqs.push(entry.seq);
     }
@@ -576,9 +588,22 @@ fn index_step(conn: &mut Connection, limit: u32) -> Result<u32, rusqlite::Error>
         tx.execute("DELETE FROM ix.audit_index", [])?;
         tx.execute("UPDATE ix.index_state SET seq = 0, hash = NULL", [])?;
     }
-    let indexed = tx
-        .prepare_cached(crate::sqlite::INDEX_AUDIT)?
-        .execute([limit])?;
+    let after = tx
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM ix.audit_index")?
+        .query_row([], |r| r.get::<_, i64>(0))?;
+    let last = tx
+        .prepare_cached(crate::sqlite::INDEX_RANGE)?
+        .query_row(params![after, limit], |r| r.get::<_, Option<i64>>(0))?;
+    let mut indexed = 0;
+    if let Some(last) = last {
+        // Records written with their fields are copied, the others parsed.
+        for statement in [
+            crate::sqlite::INDEX_FROM_FIELDS,
+            crate::sqlite::INDEX_FROM_BODY,
+        ] {
+            indexed += tx.prepare_cached(statement)?.execute([after, last])?;
+        }
+    }
     if indexed > 0 {
         tx.prepare_cached(crate::sqlite::INDEX_MARK)?.execute([])?;
     }

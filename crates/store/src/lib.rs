@@ -5,6 +5,7 @@
 //! (`tests/conformance.rs`), so the trait is the contract.
 
 mod fast;
+mod record;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use warden_approval::Approval;
 use warden_audit::{ChainEntry, ChainHead};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
+pub use record::NewRecord;
 pub use sqlite::SqliteStore;
 
 /// What is done once queued audit records are committed, or failed.
@@ -478,17 +480,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Appends records (serialized) to the audit chain in one durable
     /// transaction, returning their seqs. When this returns, they are on disk.
-    async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError>;
+    async fn append_audit(&self, records: Vec<NewRecord>) -> Result<Vec<u64>, StoreError>;
     /// Queues records to be appended as [`append_audit`](Self::append_audit)
     /// does, without waiting: `then` gets the result once they are
     /// committed (or not). A store that cannot queue gives both back, and
     /// the caller appends them itself.
     fn queue_audit(
         &self,
-        bodies: Vec<Vec<u8>>,
+        records: Vec<NewRecord>,
         then: AuditDone,
-    ) -> Result<(), (Vec<Vec<u8>>, AuditDone)> {
-        Err((bodies, then))
+    ) -> Result<(), (Vec<NewRecord>, AuditDone)> {
+        Err((records, then))
     }
     /// Up to `limit` entries with seq > `after`, in order.
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError>;

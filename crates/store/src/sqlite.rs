@@ -19,12 +19,12 @@ use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
 use crate::fast::FastPath;
 use crate::{
-    Agent, AuditQuery, CertRecord, LoginLink, NewAgent, OutboxEvent, OutboxItem, SecretRef, Store,
-    StoreError, StoredCheckpoint, Task, User,
+    Agent, AuditQuery, CertRecord, LoginLink, NewAgent, NewRecord, OutboxEvent, OutboxItem,
+    SecretRef, Store, StoreError, StoredCheckpoint, Task, User,
 };
 use warden_approval::Approval;
 
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 const MIGRATION_1: &[&str] = &[
     "CREATE TABLE agents (
@@ -241,6 +241,24 @@ const MIGRATION_12: &[&str] = &[
     "DROP TABLE main.audit_index",
 ];
 
+/// The fields the query index holds, written with each record by the
+/// writer when the record came with them ([`NewRecord::of`]: taken from
+/// the value that was serialized), so that the indexer copies them instead
+/// of parsing the body. Null for records appended before, or as bare
+/// bodies: those are read from the body's JSON (`INDEX_FROM_BODY`).
+/// `rec_tenant` is never null when the fields were given. Derived data, as
+/// the index is: the chain covers the body alone.
+const MIGRATION_13: &[&str] = &[
+    "ALTER TABLE audit ADD COLUMN rec_request TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_tenant TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_agent TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_user TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_action TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_effect TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_time TEXT",
+    "ALTER TABLE audit ADD COLUMN rec_kind TEXT",
+];
+
 /// The schema of the index file, `<database>-index`, attached to every
 /// connection as `ix`. The audit records' fields that queries filter on
 /// are in a table of their own, each behind an index, so that a query is
@@ -313,14 +331,26 @@ pub(crate) const INDEX_FOREIGN: &str = "SELECT CASE WHEN s.seq = 0
         ELSE NOT EXISTS (SELECT 1 FROM main.audit a WHERE a.seq = s.seq AND a.hash IS s.hash)
     END FROM ix.index_state s WHERE s.id = 1";
 
-/// Indexes up to `?1` committed records not yet in `audit_index`, each
-/// body parsed once (to JSONB). A body that is not JSON (tampered) is
+/// The last seq of the next index step: at most `?2` records past `?1`
+/// (the newest indexed), or null when there are none.
+pub(crate) const INDEX_RANGE: &str = "SELECT max(seq) FROM
+    (SELECT seq FROM main.audit WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
+
+/// Indexes the records of seq `?1` < seq <= `?2` that were written with
+/// their fields ([`MIGRATION_13`]): a copy, nothing parsed.
+pub(crate) const INDEX_FROM_FIELDS: &str = "INSERT OR IGNORE INTO ix.audit_index
+        (seq, request_id, tenant, agent, user, action, effect, time, kind)
+    SELECT seq, rec_request, rec_tenant, rec_agent, rec_user, rec_action, rec_effect,
+        rec_time, rec_kind
+    FROM main.audit WHERE seq > ?1 AND seq <= ?2 AND rec_tenant IS NOT NULL";
+
+/// Indexes the other records of seq `?1` < seq <= `?2` from their bodies,
+/// each parsed once (to JSONB). A body that is not JSON (tampered) is
 /// indexed with its seq only.
-pub(crate) const INDEX_AUDIT: &str = "WITH src AS MATERIALIZED (
+pub(crate) const INDEX_FROM_BODY: &str = "WITH src AS MATERIALIZED (
         SELECT seq, iif(json_valid(t), jsonb(t), NULL) AS j
         FROM (SELECT seq, CAST(body AS TEXT) AS t FROM main.audit
-              WHERE seq > (SELECT coalesce(max(seq), 0) FROM ix.audit_index)
-              ORDER BY seq LIMIT ?1))
+              WHERE seq > ?1 AND seq <= ?2 AND rec_tenant IS NULL))
     INSERT OR IGNORE INTO ix.audit_index
         (seq, request_id, tenant, agent, user, action, effect, time, kind)
     SELECT seq, j ->> '$.request_id', coalesce(j ->> '$.tenant', ''), j ->> '$.agent',
@@ -474,7 +504,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
                 "the database schema is version {version}, newer than this Warden ({SCHEMA_VERSION}): upgrade Warden"
             )));
         }
-        let steps: [&'static [&'static str]; 12] = [
+        let steps: [&'static [&'static str]; 13] = [
             MIGRATION_1,
             MIGRATION_2,
             MIGRATION_3,
@@ -487,6 +517,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             MIGRATION_10,
             MIGRATION_11,
             MIGRATION_12,
+            MIGRATION_13,
         ];
         for (to, statements) in (1_i64..).zip(steps) {
             if version >= to {
@@ -1390,16 +1421,16 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
-        self.fast.append(bodies).await
+    async fn append_audit(&self, records: Vec<NewRecord>) -> Result<Vec<u64>, StoreError> {
+        self.fast.append(records).await
     }
 
     fn queue_audit(
         &self,
-        bodies: Vec<Vec<u8>>,
+        records: Vec<NewRecord>,
         then: crate::AuditDone,
-    ) -> Result<(), (Vec<Vec<u8>>, crate::AuditDone)> {
-        self.fast.queue(bodies, then)
+    ) -> Result<(), (Vec<NewRecord>, crate::AuditDone)> {
+        self.fast.queue(records, then)
     }
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use warden_audit::{ChainHead, verify_chain};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 use warden_store::{
-    AuditQuery, CertRecord, LoginLink, NewAgent, OutboxEvent, SecretRef, SqliteStore, Store,
-    StoreError, Task,
+    AuditQuery, CertRecord, LoginLink, NewAgent, NewRecord, OutboxEvent, SecretRef, SqliteStore,
+    Store, StoreError, Task,
 };
 
 fn tenant(t: &str) -> TenantId {
@@ -35,11 +35,12 @@ fn new_agent(t: &str, n: &str) -> NewAgent {
     }
 }
 
-fn record(i: usize) -> Vec<u8> {
+fn record(i: usize) -> NewRecord {
     format!(
         r#"{{"kind":"request","request_id":"r{i}","time":"2026-01-01T00:00:00Z","endpoint":"/mcp","decision":{{"effect":"deny"}}}}"#
     )
     .into_bytes()
+    .into()
 }
 
 async fn agents(store: &dyn Store) {
@@ -748,7 +749,7 @@ async fn a_bad_url_is_a_clear_error() {
 
 /// A record with the fields that queries filter on: tenant (`""`: none),
 /// agent, user (`""`: none), action, effect, time, kind, request id.
-fn rec([tenant, agent, user, action, effect, time, kind, id]: [&str; 8]) -> Vec<u8> {
+fn rec_json([tenant, agent, user, action, effect, time, kind, id]: [&str; 8]) -> serde_json::Value {
     let mut r = serde_json::json!({
         "kind": kind, "request_id": id, "time": time, "endpoint": "/mcp",
         "agent": agent, "action": action, "decision": { "effect": effect },
@@ -759,10 +760,29 @@ fn rec([tenant, agent, user, action, effect, time, kind, id]: [&str; 8]) -> Vec<
     if !user.is_empty() {
         r["user"] = user.into();
     }
-    serde_json::to_vec(&r).unwrap()
+    r
 }
 
-async fn audit_queries(store: &dyn Store) {
+/// That record as a bare body: the indexer reads its fields from the JSON.
+fn rec(fields: [&str; 8]) -> NewRecord {
+    serde_json::to_vec(&rec_json(fields)).unwrap().into()
+}
+
+/// That record as the gateway writes it: serialized from the record
+/// itself, with its fields for the indexer to copy.
+fn rec_typed(fields: [&str; 8]) -> NewRecord {
+    typed(rec_json(fields))
+}
+
+fn typed(json: serde_json::Value) -> NewRecord {
+    let record: warden_audit::AuditRecord = serde_json::from_value(json).unwrap();
+    NewRecord::of(&record).unwrap()
+}
+
+/// The queries over a few records, made by `make` (bare bodies, or
+/// records with their fields: the answers are the same).
+async fn audit_queries(store: &dyn Store, make: fn([&str; 8]) -> NewRecord) {
+    let rec = make;
     store
         .append_audit(vec![
             rec([
@@ -891,7 +911,7 @@ async fn audit_queries(store: &dyn Store) {
     // A body that is not JSON (tampered) is indexed by its seq alone and
     // breaks no query.
     store
-        .append_audit(vec![b"not json".to_vec()])
+        .append_audit(vec![b"not json".to_vec().into()])
         .await
         .unwrap();
     assert_eq!(
@@ -915,7 +935,8 @@ async fn audit_queries_are_served_from_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("w.db").display());
     let store = SqliteStore::open(&url).await.unwrap();
-    audit_queries(&store).await;
+    // As the gateway writes them: the indexer copies their fields.
+    audit_queries(&store, rec_typed).await;
     let filters: [fn(&mut AuditQuery); 10] = [
         |_| (),
         |q| q.agent = Some("a".into()),
@@ -1026,7 +1047,7 @@ fn index_rows(db: &std::path::Path) -> Vec<Vec<Option<String>>> {
 }
 
 /// `n` well-formed records for tenant `acme`, agent `f`.
-fn filler(n: usize) -> Vec<Vec<u8>> {
+fn filler(n: usize) -> Vec<NewRecord> {
     (0..n)
         .map(|i| {
             rec([
@@ -1070,7 +1091,7 @@ async fn indexed(db: &std::path::Path, n: usize) -> Vec<Vec<Option<String>>> {
 #[tokio::test]
 async fn the_indexer_keeps_the_query_index_complete() {
     let (_dir, db, store) = store_on_file().await;
-    audit_queries(&store).await;
+    audit_queries(&store, rec).await;
     let odd = [
         // Escapes, a field of another type, a null decision, an empty
         // object, an array, duplicate keys, not UTF-8.
@@ -1083,7 +1104,7 @@ async fn the_indexer_keeps_the_query_index_complete() {
         vec![0xff, 0xfe],
     ];
     for body in &odd {
-        store.append_audit(vec![body.clone()]).await.unwrap();
+        store.append_audit(vec![body.clone().into()]).await.unwrap();
     }
     // The store's indexer indexes them with a thousand more, with no query
     // asking.
@@ -1114,6 +1135,91 @@ async fn the_indexer_keeps_the_query_index_complete() {
     let after = indexed(&db, total + 1000).await;
     assert_eq!(after.len(), total + 1000);
     assert_eq!(after[..total], caught_up[..]);
+}
+
+#[tokio::test]
+async fn records_written_with_their_fields_are_indexed_as_their_bodies_read() {
+    let (_dir, db, store) = store_on_file().await;
+    // Records as the gateway writes them, of every shape the index reads:
+    // no tenant, no agent, user or action, an empty action, escapes and
+    // other scripts, each kind and effect; and a NUL in a field, which is
+    // left to the body.
+    let fields = [
+        ["acme", "b", "bo", "crm/put", "allow", "request", "w1"],
+        ["acme", "b", "", "crm/put", "deny", "outcome", "w1"],
+        ["", "y", "", "", "deny", "request", "w2"],
+        [
+            "t\u{e9}",
+            "a\"b\\c",
+            "\u{65e5}\u{672c}",
+            "m/\n",
+            "allow",
+            "request",
+            "w\u{1f600}",
+        ],
+        [
+            "acme",
+            "nul\u{0}agent",
+            "",
+            "crm/get",
+            "allow",
+            "request",
+            "w4",
+        ],
+    ];
+    let mut shapes: Vec<serde_json::Value> = fields
+        .iter()
+        .zip(1..)
+        .map(|([t, a, u, act, e, k, id], i)| {
+            let time = format!("2026-11-09T10:00:0{i}.5Z");
+            rec_json([t, a, u, act, e, &time, k, id])
+        })
+        .collect();
+    shapes.push(serde_json::json!({"kind": "admin", "request_id": "op1",
+        "time": "2026-11-09T11:00:00Z", "endpoint": "agent suspend", "tenant": "acme",
+        "decision": {"effect": "allow"}}));
+    shapes.push(serde_json::json!({"kind": "request", "request_id": "w3",
+        "time": "2026-11-09T11:00:01Z", "endpoint": "/mcp", "decision": {"effect": "deny"}}));
+    // Each one with its fields, and some as bare bodies between them: one
+    // index step takes both.
+    let mut batch = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        batch.push(typed(shape.clone()));
+        if i % 2 == 0 {
+            batch.push(serde_json::to_vec(shape).unwrap().into());
+        }
+    }
+    let total = batch.len();
+    store.append_audit(batch).await.unwrap();
+    while store.index_audit(100_000).await.unwrap() > 0 {}
+    let copied = index_rows(&db);
+    assert_eq!(copied.len(), total, "every record indexed, none skipped");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let with_fields: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE rec_tenant IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        with_fields,
+        shapes.len() as i64 - 1,
+        "all but the NUL one carried fields"
+    );
+    assert_eq!(copied[0][2].as_deref(), Some("acme"));
+    // The same index, rebuilt with every record read from its body.
+    conn.execute(
+        "UPDATE audit SET rec_request = NULL, rec_tenant = NULL, rec_agent = NULL,
+             rec_user = NULL, rec_action = NULL, rec_effect = NULL, rec_time = NULL,
+             rec_kind = NULL",
+        [],
+    )
+    .unwrap();
+    let index = rusqlite::Connection::open(index_file(&db)).unwrap();
+    index.execute("DELETE FROM audit_index", []).unwrap();
+    while store.index_audit(100_000).await.unwrap() > 0 {}
+    assert_eq!(index_rows(&db), copied);
 }
 
 #[tokio::test]
@@ -1220,7 +1326,10 @@ async fn the_wal_file_stays_bounded_under_continuous_appends() {
                 let body = format!(
                     r#"{{"kind":"request","request_id":"w{t}-{i}","tenant":"acme","decision":{{"effect":"allow"}},"pad":"{pad}"}}"#
                 );
-                store.append_audit(vec![body.into_bytes()]).await.unwrap();
+                store
+                    .append_audit(vec![body.into_bytes().into()])
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -1297,7 +1406,8 @@ async fn an_index_kept_in_the_database_moves_to_a_file_of_its_own() {
     // The stopped store's threads end within their next tick.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     // The database as schema 11 left it: the index inside it (its rows
-    // marked, to tell a copy from a new indexing) and no index file.
+    // marked, to tell a copy from a new indexing), no index file, and no
+    // index fields beside the records (schema 13).
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute(
         "ATTACH DATABASE ?1 AS old",
@@ -1313,6 +1423,14 @@ async fn an_index_kept_in_the_database_moves_to_a_file_of_its_own() {
             SELECT seq, request_id, tenant, 'copied', user, action, effect, time, kind
             FROM old.audit_index;
          DETACH DATABASE old;
+         ALTER TABLE audit DROP COLUMN rec_request;
+         ALTER TABLE audit DROP COLUMN rec_tenant;
+         ALTER TABLE audit DROP COLUMN rec_agent;
+         ALTER TABLE audit DROP COLUMN rec_user;
+         ALTER TABLE audit DROP COLUMN rec_action;
+         ALTER TABLE audit DROP COLUMN rec_effect;
+         ALTER TABLE audit DROP COLUMN rec_time;
+         ALTER TABLE audit DROP COLUMN rec_kind;
          PRAGMA user_version = 11;",
     )
     .unwrap();
@@ -1372,7 +1490,7 @@ async fn a_batch_that_fails_leaves_nothing_and_the_next_one_lands() {
 /// Queues `bodies` and returns where the result arrives.
 fn queue(
     store: &SqliteStore,
-    bodies: Vec<Vec<u8>>,
+    bodies: Vec<NewRecord>,
 ) -> std::sync::mpsc::Receiver<Result<Vec<u64>, StoreError>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let queued = store.queue_audit(

@@ -5,7 +5,7 @@ use serde_json::json;
 use warden_approval::{Approval, Verdict};
 use warden_core::{TenantId, UserName};
 use warden_gateway::review::{ReviewError, operation, review_record, reviewer_of};
-use warden_store::Store;
+use warden_store::{NewRecord, Store};
 
 use super::unix_now;
 use crate::cli::{ApprovalsCommand, Cli};
@@ -187,7 +187,7 @@ async fn decide(
         None,
     );
     store
-        .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
+        .append_audit(vec![NewRecord::of(&rec).context("audit record")?])
         .await
         .context("the review was recorded but could not be audited")?;
     warden_gateway::notify::enqueue(store, config, &a, unix_now()).await;
@@ -230,7 +230,7 @@ async fn cancel(
     }
     let rec = review_record(&a, name.as_str(), "approval.cancel", Some(reason), None);
     store
-        .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
+        .append_audit(vec![NewRecord::of(&rec).context("audit record")?])
         .await
         .context("the cancellation was recorded but could not be audited")?;
     warden_gateway::notify::enqueue(store, config, &a, unix_now()).await;

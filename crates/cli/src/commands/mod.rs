@@ -82,9 +82,9 @@ pub async fn audit_change(
         rec.agent = None;
         rec.resource = Some(subject.to_owned());
     }
-    let body = serde_json::to_vec(&rec).context("cannot serialize the audit record")?;
+    let record = warden_store::NewRecord::of(&rec).context("cannot serialize the audit record")?;
     store
-        .append_audit(vec![body])
+        .append_audit(vec![record])
         .await
         .context("the change was made but could not be audited")?;
     Ok(())

@@ -5,6 +5,7 @@ use serde_json::json;
 use warden_audit::AuditRecord;
 use warden_core::{AgentName, AgentState, UserName};
 use warden_identity::{Issued, Role};
+use warden_store::NewRecord;
 
 use super::{now, rfc3339};
 use crate::cli::{Cli, TokenCommand};
@@ -76,7 +77,7 @@ pub async fn run(cli: &Cli, cmd: &TokenCommand) -> Outcome {
         "token.issue",
     );
     store
-        .append_audit(vec![serde_json::to_vec(&rec).context("audit record")?])
+        .append_audit(vec![NewRecord::of(&rec).context("audit record")?])
         .await
         .context("the token could not be audited")?;
     print(&issued, *json)

@@ -20,7 +20,7 @@ use warden_example::{HttpServer, Service, serve_http};
 use warden_gateway::Gateway;
 use warden_identity::{CaFiles, KeyRing, SigningKey, TokenIssuer};
 use warden_store::{
-    Agent, CertRecord, NewAgent, SecretRef, SqliteStore, Store, StoreError, Task, User,
+    Agent, CertRecord, NewAgent, NewRecord, SecretRef, SqliteStore, Store, StoreError, Task, User,
 };
 use warden_vault::MasterKey;
 
@@ -145,11 +145,11 @@ impl Store for FaultyStore {
     ) -> Result<Agent, StoreError> {
         self.inner.set_agent_state(tenant, name, state).await
     }
-    async fn append_audit(&self, bodies: Vec<Vec<u8>>) -> Result<Vec<u64>, StoreError> {
+    async fn append_audit(&self, records: Vec<NewRecord>) -> Result<Vec<u64>, StoreError> {
         if self.audit_append.load(Ordering::SeqCst) {
             return Err(injected());
         }
-        self.inner.append_audit(bodies).await
+        self.inner.append_audit(records).await
     }
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
         self.inner.audit_entries(after, limit).await
