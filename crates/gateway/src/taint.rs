@@ -30,14 +30,18 @@ pub struct Taints {
 /// The key of a request's session: its MCP session, else its identity.
 pub fn session_key(session: Option<&str>, who: &Principal) -> String {
     match session {
-        Some(id) => format!("s:{id}"),
-        None => format!(
-            "p:{}/{}/{}/{}",
-            who.tenant,
-            who.agent,
+        Some(id) => ["s:", id].concat(),
+        None => [
+            "p:",
+            who.tenant.as_str(),
+            "/",
+            who.agent.as_str(),
+            "/",
             who.user.as_ref().map_or("-", |u| u.as_str()),
-            who.task.as_ref().map_or("-", |t| t.id.as_str())
-        ),
+            "/",
+            who.task.as_ref().map_or("-", |t| t.id.as_str()),
+        ]
+        .concat(),
     }
 }
 

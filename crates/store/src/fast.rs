@@ -255,7 +255,7 @@ impl FastPath {
         let Some(epoch) = self.epoch.as_ref().and_then(Epoch::read) else {
             return self.read_agent(tenant, name);
         };
-        let key = format!("{tenant}\u{0}{name}");
+        let key = [tenant.as_str(), "\0", name.as_str()].concat();
         if let Some(kept) = self.kept.lock().ok().and_then(|k| {
             k.get(&key)
                 .filter(|k| k.epoch == epoch && k.at.elapsed() < KEEP_AT_MOST)

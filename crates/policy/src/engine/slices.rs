@@ -159,13 +159,13 @@ impl Slices {
         if let Some(task) = task {
             let (key, set) = self.with_grant(agent, task, schema)?;
             return Ok(Slice {
-                key: format!("g\u{0}{key}"),
+                key: super::key(&["g", &key]),
                 set: SliceSet::Grant(set),
             });
         }
         Ok(match self.by_agent.get(agent) {
             Some(set) => Slice {
-                key: format!("a\u{0}{agent}"),
+                key: super::key(&["a", agent]),
                 set: SliceSet::Borrowed(set),
             },
             None => Slice {
@@ -179,7 +179,7 @@ impl Slices {
     pub(crate) fn user(&self, user: &str) -> Slice<'_> {
         match self.by_user.get(user) {
             Some(set) => Slice {
-                key: format!("u\u{0}{user}"),
+                key: super::key(&["u", user]),
                 set: SliceSet::Borrowed(set),
             },
             None => Slice {
@@ -197,7 +197,7 @@ impl Slices {
         action: &str,
         within: impl FnOnce() -> Vec<EntityUid>,
     ) -> Result<Arc<Cut>, String> {
-        let key = format!("{}\u{0}{action}", slice.key);
+        let key = super::key(&[&slice.key, action]);
         if let Some(cut) = self.cuts.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(cut);
         }
