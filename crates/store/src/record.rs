@@ -24,16 +24,6 @@ impl NewRecord {
             fields: IndexFields::of(record),
         })
     }
-
-    /// The body, as the chain will hash it.
-    pub fn body(&self) -> &[u8] {
-        &self.body
-    }
-
-    /// The body alone.
-    pub fn into_body(self) -> Vec<u8> {
-        self.body
-    }
 }
 
 impl From<Vec<u8>> for NewRecord {
