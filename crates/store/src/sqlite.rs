@@ -292,7 +292,13 @@ pub(crate) const INDEX_SCHEMA: &[&str] = &[
     "DROP INDEX IF EXISTS ix.audit_by_user",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_user_set ON audit_index (tenant, user) WHERE user IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_action ON audit_index (tenant, action)",
-    "CREATE INDEX IF NOT EXISTS ix.audit_by_effect ON audit_index (tenant, effect)",
+    // Only the denied: nearly every record is allowed, so an index of
+    // every record's effect narrows nothing for `allow` (the tenant's
+    // index serves it as well) and costs each record one tree more. A
+    // query for `deny` names the value as a literal so that SQLite can use
+    // this index (`EFFECT_DENY`). It replaces the full index of before.
+    "DROP INDEX IF EXISTS ix.audit_by_effect",
+    "CREATE INDEX IF NOT EXISTS ix.audit_by_effect_deny ON audit_index (tenant) WHERE effect = 'deny'",
     "CREATE INDEX IF NOT EXISTS ix.audit_by_time ON audit_index (tenant, time)",
     "CREATE TABLE IF NOT EXISTS ix.index_state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -395,6 +401,12 @@ const SELECT_INDEXED: &str = "SELECT a.seq, a.prev_hash, a.hash, a.body FROM ix.
 /// Its plan.
 const PLAN_INDEXED: &str = "EXPLAIN QUERY PLAN SELECT a.seq, a.prev_hash, a.hash, a.body FROM ix.audit_index i JOIN main.audit a ON a.seq = i.seq";
 
+/// The filter on denied records, written as the partial index
+/// `audit_by_effect_deny` states its condition: SQLite uses a partial index
+/// only for a query whose terms imply that condition, and a literal does
+/// so however SQLite treats bound values.
+const EFFECT_DENY: &str = " AND i.effect = 'deny'";
+
 /// `select` restricted to the records `query` matches, newest first.
 fn audit_query(select: &'static str, query: &AuditQuery) -> sqlx::QueryBuilder<sqlx::Sqlite> {
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select);
@@ -406,12 +418,20 @@ fn audit_query(select: &'static str, query: &AuditQuery) -> sqlx::QueryBuilder<s
         }
         q.push(")");
     }
+    // Any other value is bound as given (`allow`, or one that matches nothing).
+    let effect = match query.effect.as_deref() {
+        Some("deny") => {
+            q.push(EFFECT_DENY);
+            None
+        }
+        _ => query.effect.clone(),
+    };
     for (column, value) in [
         ("i.request_id", &query.request_id),
         ("i.agent", &query.agent),
         ("i.user", &query.user),
         ("i.action", &query.action),
-        ("i.effect", &query.effect),
+        ("i.effect", &effect),
         ("i.kind", &query.kind),
     ] {
         if let Some(v) = value {

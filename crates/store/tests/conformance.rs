@@ -879,6 +879,33 @@ async fn audit_queries(store: &dyn Store, make: fn([&str; 8]) -> NewRecord) {
         [6, 3]
     );
     assert_eq!(seqs(acme(|q| q.effect = Some("deny".into()))).await, [6, 3]);
+    assert_eq!(
+        seqs(acme(|q| q.effect = Some("allow".into()))).await,
+        [2, 1]
+    );
+    assert_eq!(
+        seqs(acme(|q| {
+            q.effect = Some("deny".into());
+            q.unattributed = true;
+        }))
+        .await,
+        [6, 5, 3]
+    );
+    assert_eq!(
+        seqs(acme(|q| q.effect = Some("Deny".into()))).await,
+        Vec::<u64>::new(),
+        "effects are compared exactly"
+    );
+    assert_eq!(
+        seqs(AuditQuery {
+            effect: Some("deny".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await,
+        [6, 5, 3],
+        "every tenant's"
+    );
     assert_eq!(seqs(acme(|q| q.kind = Some("outcome".into()))).await, [2]);
     assert_eq!(
         seqs(acme(|q| q.request_id = Some("r1".into()))).await,
@@ -937,12 +964,17 @@ async fn audit_queries_are_served_from_indexes() {
     let store = SqliteStore::open(&url).await.unwrap();
     // As the gateway writes them: the indexer copies their fields.
     audit_queries(&store, rec_typed).await;
-    let filters: [fn(&mut AuditQuery); 10] = [
+    let filters: [fn(&mut AuditQuery); 12] = [
         |_| (),
         |q| q.agent = Some("a".into()),
         |q| q.user = Some("u".into()),
         |q| q.action = Some("crm/get".into()),
         |q| q.effect = Some("deny".into()),
+        |q| q.effect = Some("allow".into()),
+        |q| {
+            q.unattributed = true;
+            q.effect = Some("deny".into());
+        },
         |q| q.since = Some("2026-11-01T00:00:00".into()),
         |q| q.request_id = Some("r1".into()),
         |q| {
@@ -968,6 +1000,13 @@ async fn audit_queries_are_served_from_indexes() {
         let plan = store.audit_query_plan(&q).await.unwrap().join(" | ");
         assert!(plan.contains("INDEX audit_by_"), "filter {i}: {plan}");
         assert!(!plan.contains("SCAN "), "filter {i} scans: {plan}");
+        if q.effect.as_deref() == Some("deny") {
+            // Only the denied records' index serves it.
+            assert!(
+                plan.contains("INDEX audit_by_effect_deny"),
+                "filter {i}: {plan}"
+            );
+        }
         if q.user.is_some() && q.agent.is_none() {
             // The index of the rows that have a user serves it.
             assert!(
@@ -976,12 +1015,14 @@ async fn audit_queries_are_served_from_indexes() {
             );
         }
     }
-    // An index file made before the by-user index became partial has the
-    // full one replaced when it is opened.
+    // An index file made before the by-user and by-effect indexes became
+    // partial has the full ones replaced when it is opened.
     drop(store);
     let conn = rusqlite::Connection::open(index_file(&dir.path().join("w.db"))).unwrap();
     conn.execute_batch(
-        "DROP INDEX audit_by_user_set; CREATE INDEX audit_by_user ON audit_index (tenant, user)",
+        "DROP INDEX audit_by_user_set; CREATE INDEX audit_by_user ON audit_index (tenant, user);
+         DROP INDEX audit_by_effect_deny;
+         CREATE INDEX audit_by_effect ON audit_index (tenant, effect)",
     )
     .unwrap();
     drop(conn);
@@ -989,14 +1030,15 @@ async fn audit_queries_are_served_from_indexes() {
     let conn = rusqlite::Connection::open(index_file(&dir.path().join("w.db"))).unwrap();
     let indexes: Vec<String> = conn
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'audit_by_user%'",
+            "SELECT name FROM sqlite_master WHERE type = 'index'
+             AND (name LIKE 'audit_by_user%' OR name LIKE 'audit_by_effect%') ORDER BY name",
         )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(indexes, ["audit_by_user_set"]);
+    assert_eq!(indexes, ["audit_by_effect_deny", "audit_by_user_set"]);
     let by_user = AuditQuery {
         tenant: Some("acme".into()),
         user: Some("ada".into()),
