@@ -104,7 +104,7 @@ impl OauthError {
 
 /// The audit record of one identity request.
 fn record(peer: &Peer, endpoint: &str, method: &str) -> AuditRecord {
-    let mut rec = AuditRecord::request(now(), endpoint.into(), Some(peer.addr.to_string()));
+    let mut rec = AuditRecord::request(now(), endpoint.into(), Some(peer.source()));
     rec.method = Some(method.into());
     rec
 }

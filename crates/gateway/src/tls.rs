@@ -40,6 +40,35 @@ pub struct Peer {
     pub cert: Option<Arc<Result<CertIdentity, String>>>,
 }
 
+impl Peer {
+    /// The remote address as text, as `SocketAddr` displays it: an IPv4
+    /// address is written without the formatting machinery (once per
+    /// request, for its audit record).
+    pub fn source(&self) -> String {
+        let SocketAddr::V4(v4) = self.addr else {
+            return self.addr.to_string();
+        };
+        let mut out = String::with_capacity(21);
+        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            push_decimal(&mut out, u32::from(octet));
+        }
+        out.push(':');
+        push_decimal(&mut out, u32::from(v4.port()));
+        out
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u32) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(char::from_digit(n % 10, 10).unwrap_or('0'));
+}
+
 impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
         Self {
@@ -197,4 +226,35 @@ pub fn server_config(
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn a_peer_reads_as_its_address_displays() {
+        let mut addrs: Vec<SocketAddr> = [
+            "0.0.0.0:0",
+            "127.0.0.1:42098",
+            "255.255.255.255:65535",
+            "10.0.9.100:8080",
+            "1.20.255.3:1",
+            "[::1]:443",
+            "[2001:db8::8a2e:370:7334]:65535",
+            "[::ffff:192.0.2.1]:80",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for i in 0..=255u8 {
+            let port = u16::from(i) * 257;
+            addrs.push(SocketAddr::from(([i, 255 - i, i / 10, 9], port)));
+        }
+        for addr in addrs {
+            let peer = Peer { addr, cert: None };
+            assert_eq!(peer.source(), addr.to_string());
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 impl Exchange {
     pub(crate) fn new(gw: &Arc<Gateway>, endpoint: String, peer: &Peer) -> Self {
-        let rec = AuditRecord::request(now_rfc3339(), endpoint, Some(peer.addr.to_string()));
+        let rec = AuditRecord::request(now_rfc3339(), endpoint, Some(peer.source()));
         Self {
             gw: gw.clone(),
             peer: peer.clone(),
@@ -271,18 +271,21 @@ impl Exchange {
         }
     }
 
-    /// Records what the upstream did (after the request record).
-    pub(crate) async fn outcome(&self, result: &str, detail: Option<String>) {
-        let mut rec = self.rec.clone();
+    /// Records what the upstream did (after the request record, which is
+    /// committed by then): the record becomes the outcome record in place,
+    /// the request's fields kept, rather than a copy of it. Only the
+    /// request id is read from it afterwards.
+    pub(crate) async fn outcome(&mut self, result: &str, detail: Option<String>) {
+        let latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let rec = &mut self.rec;
         rec.kind = RecordKind::Outcome;
         rec.time = now_rfc3339();
-        let latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         rec.outcome = Some(Outcome {
             result: result.to_owned(),
             latency_ms,
             detail: detail.map(|d| d.chars().take(500).collect()),
         });
-        self.gw.audit.write_later(&rec).await;
+        self.gw.audit.write_later(&self.rec).await;
         self.log_outcome(result, latency_ms);
     }
 
@@ -322,7 +325,7 @@ impl Exchange {
 
     /// An upstream failure, as the agent sees it (no internals).
     pub(crate) async fn upstream_failed(
-        &self,
+        &mut self,
         id: &Id,
         upstream: &str,
         error: &crate::upstream::CallError,

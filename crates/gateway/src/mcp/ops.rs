@@ -632,7 +632,7 @@ fn shadow(ex: &mut Exchange, live: &Decision, who: &Caller, target: Target<'_>) 
 /// Phase 7: forward, answer, record the outcome (and, for a tool call, what
 /// the session has now read).
 async fn forward(
-    ex: Exchange,
+    mut ex: Exchange,
     upstream: &Upstream,
     id: &Id,
     method: &str,
