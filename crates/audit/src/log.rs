@@ -46,6 +46,17 @@ pub enum LogError {
         /// The records there are.
         records: u64,
     },
+    /// What the store keeps beside some records for its queries (their
+    /// index fields, which the chain does not cover) says other than the
+    /// records do: changed outside Warden. The records themselves verify.
+    #[error(
+        "the query fields stored beside record(s) {} differ from the records: they were changed outside Warden, and queries would misfile those records",
+        list(seqs)
+    )]
+    Fields {
+        /// The first such records, in order.
+        seqs: Vec<u64>,
+    },
     /// A larger checkpoint was signed before a smaller one.
     #[error(
         "checkpoint at size {size} is dated before the one at size {before}: checkpoints were reordered or forged"
@@ -56,6 +67,13 @@ pub enum LogError {
         /// The earlier (smaller) one.
         before: u64,
     },
+}
+
+fn list(seqs: &[u64]) -> String {
+    seqs.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A verified log.

@@ -500,6 +500,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn index_audit(&self, limit: u32) -> Result<u32, StoreError>;
     /// Entries matching `query`, newest first, found through indexes.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<ChainEntry>, StoreError>;
+    /// The seqs (up to `limit`, in order) of records whose index fields,
+    /// written beside the body ([`NewRecord::of`]) and not covered by the
+    /// chain, say other than the body does: changed outside Warden. Queries
+    /// and a rebuilt index would misfile them, while the chain verifies.
+    async fn audit_fields_mismatched(&self, limit: u32) -> Result<Vec<u64>, StoreError>;
     /// The last seq the audit sink `name` delivered (0: none).
     async fn sink_cursor(&self, name: &str) -> Result<u64, StoreError>;
     /// Records that the sink `name` delivered every entry up to `seq`.

@@ -364,6 +364,25 @@ pub(crate) const INDEX_FROM_BODY: &str = "WITH src AS MATERIALIZED (
         j ->> '$.kind'
     FROM src";
 
+/// The records written with index fields that differ from what their
+/// bodies say, read as `INDEX_FROM_BODY` reads them (a body that is not
+/// JSON matches no fields), up to `?1`.
+pub(crate) const FIELDS_MISMATCHED: &str = "WITH src AS MATERIALIZED (
+        SELECT seq, rec_request, rec_tenant, rec_agent, rec_user, rec_action, rec_effect,
+            rec_time, rec_kind, iif(json_valid(t), jsonb(t), NULL) AS j
+        FROM (SELECT *, CAST(body AS TEXT) AS t FROM main.audit WHERE rec_tenant IS NOT NULL))
+    SELECT seq FROM src
+    WHERE j IS NULL
+        OR rec_request IS NOT j ->> '$.request_id'
+        OR rec_tenant IS NOT coalesce(j ->> '$.tenant', '')
+        OR rec_agent IS NOT j ->> '$.agent'
+        OR rec_user IS NOT j ->> '$.user'
+        OR rec_action IS NOT j ->> '$.action'
+        OR rec_effect IS NOT j ->> '$.decision.effect'
+        OR rec_time IS NOT j ->> '$.time'
+        OR rec_kind IS NOT j ->> '$.kind'
+    ORDER BY seq LIMIT ?1";
+
 /// After an index step that indexed something: the newest indexed record
 /// and its hash.
 pub(crate) const INDEX_MARK: &str = "INSERT OR REPLACE INTO ix.index_state (id, seq, hash)
@@ -1513,6 +1532,18 @@ impl Store for SqliteStore {
                 }
                 mine
             })
+            .collect())
+    }
+
+    async fn audit_fields_mismatched(&self, limit: u32) -> Result<Vec<u64>, StoreError> {
+        let seqs: Vec<i64> = sqlx::query_scalar(FIELDS_MISMATCHED)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(seqs
+            .into_iter()
+            .map(|s| u64::try_from(s).unwrap_or(0))
             .collect())
     }
 

@@ -1252,6 +1252,11 @@ async fn records_written_with_their_fields_are_indexed_as_their_bodies_read() {
         "all but the NUL one carried fields"
     );
     assert_eq!(copied[0][2].as_deref(), Some("acme"));
+    assert_eq!(
+        store.audit_fields_mismatched(100).await.unwrap(),
+        Vec::<u64>::new(),
+        "every record's fields say what its body says"
+    );
     // The same index, rebuilt with every record read from its body.
     conn.execute(
         "UPDATE audit SET rec_request = NULL, rec_tenant = NULL, rec_agent = NULL,
@@ -1323,6 +1328,36 @@ async fn a_record_reaches_only_the_tenant_its_body_names() {
     }
     let acme = store.query_audit(&of("acme", false)).await.unwrap();
     assert_eq!(acme.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    // Verification finds it (`warden audit verify` fails on it).
+    assert_eq!(store.audit_fields_mismatched(10).await.unwrap(), [2]);
+    // Each field is compared, a null against a value too.
+    for (column, value) in [
+        ("rec_tenant", "''"),
+        ("rec_request", "'r9'"),
+        ("rec_user", "'u'"),
+        ("rec_action", "'crm/put'"),
+        ("rec_effect", "'deny'"),
+        ("rec_time", "'2026-11-09T10:00:01Z'"),
+        ("rec_kind", "'outcome'"),
+        ("rec_agent", "NULL"),
+    ] {
+        conn.execute(
+            &format!("UPDATE audit SET rec_tenant = 'acme', rec_agent = 'a', {column} = {value} WHERE seq = 2"),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            store.audit_fields_mismatched(10).await.unwrap(),
+            [2],
+            "{column}"
+        );
+    }
+    conn.execute("UPDATE audit SET rec_tenant = 'acme', rec_agent = 'a', rec_request = 'r2', rec_user = NULL, rec_action = 'crm/get', rec_effect = 'allow', rec_time = '2026-11-09T10:00:00Z', rec_kind = 'request' WHERE seq = 2", []).unwrap();
+    assert_eq!(
+        store.audit_fields_mismatched(10).await.unwrap(),
+        Vec::<u64>::new(),
+        "put back as they were"
+    );
 }
 
 #[tokio::test]

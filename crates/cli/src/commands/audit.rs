@@ -172,6 +172,7 @@ fn report(
             if json {
                 let seq = match &e {
                     LogError::Chain(c) => Some(c.seq()),
+                    LogError::Fields { seqs } => seqs.first().copied(),
                     _ => None,
                 };
                 print_json(&json!({ "ok": false, "first_bad_seq": seq, "error": e.to_string() }))?;
@@ -210,6 +211,22 @@ async fn verify(
             break Err(e);
         }
         after = entries.last().map_or(after, |e| e.seq);
+    };
+    let result = match result {
+        Ok(summary) => {
+            // What the store keeps beside the records for its queries
+            // (not covered by the chain) says what the records say.
+            let seqs = store
+                .audit_fields_mismatched(10)
+                .await
+                .context("cannot read the audit trail")?;
+            if seqs.is_empty() {
+                Ok(summary)
+            } else {
+                Err(LogError::Fields { seqs })
+            }
+        }
+        Err(e) => Err(e),
     };
     report(result, json, "the database", true)
 }

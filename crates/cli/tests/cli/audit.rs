@@ -57,6 +57,28 @@ async fn a_modified_record_is_caught() {
 }
 
 #[tokio::test]
+async fn changed_query_fields_beside_a_record_are_caught() {
+    // The record verifies; what the store keeps beside it for queries (not
+    // covered by the chain) would misfile it, and survive a rebuilt index.
+    let (_t, dir) = with_records();
+    sql(
+        &dir,
+        &["UPDATE audit SET rec_agent = 'someone-else' WHERE seq = 4"],
+    )
+    .await;
+    let run = warden(&dir, &["audit", "verify"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("the query fields stored beside record(s) 4 differ"),
+        "{}",
+        run.stderr
+    );
+    let json = warden(&dir, &["audit", "verify", "--json"]);
+    assert_eq!(json.json()["first_bad_seq"], 4);
+}
+
+#[tokio::test]
 async fn a_removed_record_is_caught() {
     let (_t, dir) = with_records();
     sql(&dir, &["DELETE FROM audit WHERE seq = 4"]).await;

@@ -279,6 +279,9 @@ impl Store for FaultyStore {
     ) -> Result<Vec<ChainEntry>, StoreError> {
         self.inner.query_audit(q).await
     }
+    async fn audit_fields_mismatched(&self, limit: u32) -> Result<Vec<u64>, StoreError> {
+        self.inner.audit_fields_mismatched(limit).await
+    }
     async fn sink_cursor(&self, name: &str) -> Result<u64, StoreError> {
         self.inner.sink_cursor(name).await
     }
