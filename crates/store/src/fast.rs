@@ -67,13 +67,9 @@ struct Append {
     reply: Reply,
 }
 
-/// Batches committed by the writer, waiting to be synced: each job's
+/// A batch committed by the writer, waiting to be synced: each job's
 /// reply and its records' seqs.
-struct Committed {
-    jobs: Vec<(Reply, Vec<u64>)>,
-    /// The last seq committed.
-    last: u64,
-}
+type Committed = Vec<(Reply, Vec<u64>)>;
 
 /// Makes what the WAL holds durable (the real one: [`wal_sync`]).
 pub(crate) type SyncFn = Box<dyn Fn() -> std::io::Result<()> + Send + Sync>;
@@ -559,15 +555,14 @@ fn write_loop(
         match append(&conn, records) {
             Ok(seqs) => {
                 appended.fetch_add(seqs.len() as u64, Ordering::Relaxed);
-                let last = seqs.last().copied().unwrap_or(0);
                 let mut seqs = seqs.into_iter();
                 let jobs = jobs
                     .into_iter()
                     .zip(sizes)
                     .map(|(job, n)| (job.reply, seqs.by_ref().take(n).collect()))
                     .collect();
-                if let Err(mpsc::SendError(lost)) = to_sync.send(Committed { jobs, last }) {
-                    for (reply, _) in lost.jobs {
+                if let Err(mpsc::SendError(lost)) = to_sync.send(jobs) {
+                    for (reply, _) in lost {
                         reply.send(Err(StoreError::Database(
                             "the audit sync has stopped".into(),
                         )));
@@ -592,9 +587,15 @@ fn sync_loop(committed: &mpsc::Receiver<Committed>, durability: &Durability) {
         while let Ok(more) = committed.try_recv() {
             batches.push(more);
         }
-        let last = batches.iter().map(|b| b.last).max().unwrap_or(0);
+        let last = batches
+            .iter()
+            .flatten()
+            .filter_map(|(_, seqs)| seqs.last())
+            .max()
+            .copied()
+            .unwrap_or(0);
         let synced = durability.sync_through(last);
-        for (reply, seqs) in batches.into_iter().flat_map(|b| b.jobs) {
+        for (reply, seqs) in batches.into_iter().flatten() {
             reply.send(match &synced {
                 Ok(()) => Ok(seqs),
                 Err(_) => Err(Durability::refused()),

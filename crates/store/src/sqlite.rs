@@ -350,38 +350,60 @@ pub(crate) const INDEX_FROM_FIELDS: &str = "INSERT OR IGNORE INTO ix.audit_index
         rec_time, rec_kind
     FROM main.audit WHERE seq > ?1 AND seq <= ?2 AND rec_tenant IS NOT NULL";
 
+/// A record's body parsed once (JSONB) as `j`, null when it is not JSON.
+macro_rules! body_json {
+    () => {
+        "iif(json_valid(t), jsonb(t), NULL) AS j"
+    };
+}
+
+/// What the query index holds of a body `j`, in the order of
+/// `audit_index`'s (and the `rec_*` columns') fields: one reading, shared by
+/// the indexer and by verification.
+macro_rules! body_fields {
+    () => {
+        "j ->> '$.request_id', coalesce(j ->> '$.tenant', ''), j ->> '$.agent',
+        j ->> '$.user', j ->> '$.action', j ->> '$.decision.effect', j ->> '$.time',
+        j ->> '$.kind'"
+    };
+}
+
 /// Indexes the other records of seq `?1` < seq <= `?2` from their bodies,
 /// each parsed once (to JSONB). A body that is not JSON (tampered) is
 /// indexed with its seq only.
-pub(crate) const INDEX_FROM_BODY: &str = "WITH src AS MATERIALIZED (
-        SELECT seq, iif(json_valid(t), jsonb(t), NULL) AS j
+pub(crate) const INDEX_FROM_BODY: &str = concat!(
+    "WITH src AS MATERIALIZED (
+        SELECT seq, ",
+    body_json!(),
+    "
         FROM (SELECT seq, CAST(body AS TEXT) AS t FROM main.audit
               WHERE seq > ?1 AND seq <= ?2 AND rec_tenant IS NULL))
     INSERT OR IGNORE INTO ix.audit_index
         (seq, request_id, tenant, agent, user, action, effect, time, kind)
-    SELECT seq, j ->> '$.request_id', coalesce(j ->> '$.tenant', ''), j ->> '$.agent',
-        j ->> '$.user', j ->> '$.action', j ->> '$.decision.effect', j ->> '$.time',
-        j ->> '$.kind'
-    FROM src";
+    SELECT seq, ",
+    body_fields!(),
+    "
+    FROM src"
+);
 
 /// The records written with index fields that differ from what their
 /// bodies say, read as `INDEX_FROM_BODY` reads them (a body that is not
 /// JSON matches no fields), up to `?1`.
-pub(crate) const FIELDS_MISMATCHED: &str = "WITH src AS MATERIALIZED (
+pub(crate) const FIELDS_MISMATCHED: &str = concat!(
+    "WITH src AS MATERIALIZED (
         SELECT seq, rec_request, rec_tenant, rec_agent, rec_user, rec_action, rec_effect,
-            rec_time, rec_kind, iif(json_valid(t), jsonb(t), NULL) AS j
+            rec_time, rec_kind, ",
+    body_json!(),
+    "
         FROM (SELECT *, CAST(body AS TEXT) AS t FROM main.audit WHERE rec_tenant IS NOT NULL))
     SELECT seq FROM src
     WHERE j IS NULL
-        OR rec_request IS NOT j ->> '$.request_id'
-        OR rec_tenant IS NOT coalesce(j ->> '$.tenant', '')
-        OR rec_agent IS NOT j ->> '$.agent'
-        OR rec_user IS NOT j ->> '$.user'
-        OR rec_action IS NOT j ->> '$.action'
-        OR rec_effect IS NOT j ->> '$.decision.effect'
-        OR rec_time IS NOT j ->> '$.time'
-        OR rec_kind IS NOT j ->> '$.kind'
-    ORDER BY seq LIMIT ?1";
+        OR (rec_request, rec_tenant, rec_agent, rec_user, rec_action, rec_effect, rec_time,
+            rec_kind) IS NOT (",
+    body_fields!(),
+    ")
+    ORDER BY seq LIMIT ?1"
+);
 
 /// After an index step that indexed something: the newest indexed record
 /// and its hash.
