@@ -302,7 +302,10 @@ impl FastPath {
         let owned = indexer.clone();
         std::thread::Builder::new()
             .name("warden-index".into())
-            .spawn(move || index_loop(&owned, &appended, &index_stopped))
+            .spawn(move || {
+                run_in_idle_time();
+                index_loop(&owned, &appended, &index_stopped);
+            })
             .map_err(|e| StoreError::Database(format!("cannot start the audit indexer: {e}")))?;
         Ok(Self {
             epoch: Epoch::open(path),
@@ -684,6 +687,37 @@ const INDEX_STEP: u32 = 1000;
 /// few of a burst).
 const INDEX_AT_LEAST: Duration = Duration::from_secs(1);
 
+/// Puts the calling thread under `SCHED_IDLE` (Linux): it runs only when
+/// no other thread of the machine wants its core, and a thread that wakes
+/// takes the core from it at once.
+///
+/// For the indexer. The query index is derived data, and a query first
+/// indexes whatever is committed and not yet indexed itself, so an index
+/// that lags behind costs no answer its records. Under the gateway's
+/// `SCHED_BATCH` a woken request thread waited for the indexer's step
+/// (1,000 records, milliseconds of CPU) to end or to use up its time
+/// slice; under `SCHED_IDLE` the steps fill the time the core would spend
+/// idle, waiting for the WAL's sync (measured in docs/performance.md).
+/// A query that needs a step the indexer has begun waits for it to end, and
+/// on a core that is busy all the time that step gets little CPU (at worst
+/// a share of about 3/1024 against each busy thread).
+fn run_in_idle_time() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        if let Err(e) = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ) {
+            tracing::warn!("the audit indexer cannot use SCHED_IDLE: {e:?}");
+        }
+    }
+}
+
 /// Keeps the query index up to date with the committed records, in steps,
 /// until the fast path is dropped. `appended` counts the records this
 /// process's writer committed.
@@ -900,5 +934,62 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(fast.entries(1, 10).unwrap().len(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// The scheduling policy of each of this process's threads named
+    /// `name` (field 41 of `/proc/self/task/<tid>/stat`).
+    #[cfg(target_os = "linux")]
+    fn policies_of(name: &str) -> Vec<u32> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let dir = task.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                if comm.trim_end() != name {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                // The fields after the name (which may hold spaces) start
+                // at field 3.
+                let (_, after) = stat.rsplit_once(')')?;
+                after.split_whitespace().nth(41 - 3)?.parse().ok()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    #[cfg(target_os = "linux")]
+    async fn the_indexer_runs_only_in_idle_time() {
+        const SCHED_IDLE: u32 = 5;
+        let dir = tempfile::tempdir().unwrap();
+        let path = migrated(dir.path()).await;
+        let fast = FastPath::open(&path).unwrap();
+        // Every indexer of this process (other tests start theirs too)
+        // sets its policy as it starts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let policies = policies_of("warden-index");
+            assert!(!policies.is_empty(), "the indexer thread is running");
+            if policies.iter().all(|&p| p == SCHED_IDLE) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "indexer threads not under SCHED_IDLE: {policies:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // What it has not indexed yet, the caller indexes.
+        for _ in 0..3 {
+            fast.append(body()).await.unwrap();
+        }
+        fast.index(10).unwrap();
+        let indexed: i64 = fast
+            .indexer
+            .lock()
+            .unwrap()
+            .query_row("SELECT count(*) FROM ix.audit_index", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(indexed, 3);
     }
 }
