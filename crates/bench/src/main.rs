@@ -78,6 +78,10 @@ struct Figures {
     p99_us: u32,
     p999_us: u32,
     cpu_ms_per_1k: f64,
+    /// The serving process's CPU time per second measured, in percent of
+    /// one core (with `--pin`, how busy its core was): near 100 at a fixed
+    /// rate, the latencies measure queueing for that core.
+    cpu_busy_pct: f64,
     rss_mb: f64,
     requests: u64,
     errors: u64,
@@ -360,6 +364,7 @@ fn figures(sample: &mut load::Sample, took: Duration, cpu_seconds: f64, rss_mb: 
         } else {
             cpu_seconds * 1000.0 / (requests as f64 / 1000.0)
         },
+        cpu_busy_pct: 100.0 * cpu_seconds / took.as_secs_f64().max(1e-9),
         rss_mb,
         requests,
         errors: sample.errors,
@@ -388,7 +393,7 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
         }
     );
     println!(
-        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>8} {:>7} {:>8}",
+        "{:<8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>7} {:>8} {:>7} {:>8}",
         "target",
         "req/s",
         "p50 µs",
@@ -398,6 +403,7 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
         "+p50 µs",
         "+p99 µs",
         "cpu ms/1k",
+        "busy %",
         "rss MB",
         "errors",
         "steal %"
@@ -410,7 +416,7 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             )
         });
         println!(
-            "{:<8} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12.2} {:>8.1} {:>7} {:>8.1}",
+            "{:<8} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12.2} {:>7.0} {:>8.1} {:>7} {:>8.1}",
             name,
             f.rps,
             f.p50_us,
@@ -420,6 +426,7 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             d50,
             d99,
             f.cpu_ms_per_1k,
+            f.cpu_busy_pct,
             f.rss_mb,
             f.errors,
             f.host_steal_pct

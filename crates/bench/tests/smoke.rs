@@ -48,6 +48,16 @@ fn the_benchmark_runs_and_writes_its_json() {
             "{target} answered nothing"
         );
         assert_eq!(json[target]["errors"], 0, "{target} had errors: {json}");
+        // How busy the process was is its CPU per request times its rate.
+        let busy = json[target]["cpu_busy_pct"].as_f64().unwrap();
+        let per_call = json[target]["rps"].as_f64().unwrap()
+            * json[target]["cpu_ms_per_1k"].as_f64().unwrap()
+            / 1e4;
+        assert!(busy > 0.0, "{target} used no CPU: {json}");
+        assert!(
+            (busy - per_call).abs() <= 1e-6 * busy.max(1.0),
+            "{target} busy {busy}% against {per_call}% from its CPU per request"
+        );
         let steal = json[target]["host_steal_pct"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&steal), "{target} steal {steal}");
     }
