@@ -18,14 +18,14 @@ use warden_audit::{ChainHead, Checkpoint, NoteSigner, check_link};
 use warden_config::AuditConfig;
 use warden_store::{Store, StoredCheckpoint};
 
-/// Records read per page.
-const PAGE: u32 = 5000;
-
-/// Records hashed between two yields to the runtime: about three SHA-256
-/// each (the link, the leaf, the tree), some 0.3 ms for a chunk. A whole
-/// second's records at once (10,000 in `warden-bench`) held every request
-/// on that thread for over 10 ms, once a second: the p99 at a fixed rate.
-const CHUNK: usize = 256;
+/// Records read, then hashed, at a time, with a yield to the runtime after
+/// each page. Both steps are short for it: a read of 256 records on a
+/// blocking thread (under `SCHED_BATCH` a request thread woken meanwhile
+/// waits for that read to end), then about three SHA-256 each (the link,
+/// the leaf, the tree) on the runtime's thread, some 0.3 ms. A whole
+/// second's records at once (5,000-10,000 in `warden-bench`) stalled every
+/// request for milliseconds, once a second: the p99 at a fixed rate.
+const PAGE: u32 = 256;
 
 /// Reads the checkpoint signing key, making one first when `create` and
 /// there is none (0600).
@@ -100,16 +100,13 @@ pub async fn checkpoint_now(
             (tree, head)
         }
     };
-    loop {
-        let page = store
-            .audit_entries(head.seq, PAGE)
+    absorb(&mut tree, &mut head, |after, limit| async move {
+        store
+            .audit_entries(after, limit)
             .await
-            .map_err(|e| e.to_string())?;
-        if page.is_empty() {
-            break;
-        }
-        absorb(&mut tree, &mut head, &page).await?;
-    }
+            .map_err(|e| e.to_string())
+    })
+    .await?;
     let last = latest.as_ref().map_or(0, |c| c.size);
     if tree.size() == last && (latest.is_some() || tree.size() == 0) {
         return Ok(None);
@@ -127,22 +124,30 @@ pub async fn checkpoint_now(
     Ok(Some(checkpoint))
 }
 
-/// Checks that `page` continues the chain from `head` and adds its leaves
-/// to `tree`. The hashing runs on the runtime's thread, so it yields
-/// between chunks: requests run there instead of waiting for a whole page.
-async fn absorb(
+/// Adds every record after `head`, read `PAGE` at a time by `read`
+/// (after, limit), to `tree`, checking that each continues the chain. The
+/// hashing runs on the runtime's thread, so it yields after each page:
+/// requests run there in between.
+async fn absorb<F, Fut>(
     tree: &mut CompactTree,
     head: &mut ChainHead,
-    page: &[warden_audit::ChainEntry],
-) -> Result<(), String> {
-    for chunk in page.chunks(CHUNK) {
-        for e in chunk {
+    mut read: F,
+) -> Result<(), String>
+where
+    F: FnMut(u64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<warden_audit::ChainEntry>, String>>,
+{
+    loop {
+        let page = read(head.seq, PAGE).await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for e in &page {
             check_link(head, e).map_err(|e| format!("not checkpointed: {e}"))?;
             tree.push(leaf_hash(&e.body));
         }
         tokio::task::yield_now().await;
     }
-    Ok(())
 }
 
 /// Checkpoints while the gateway runs.
@@ -193,15 +198,30 @@ mod tests {
 
     use super::*;
 
+    /// A reader over `records` (seq 1 is the first), noting the limit of
+    /// every read.
+    fn reader(
+        records: &[warden_audit::ChainEntry],
+        limits: &std::sync::Mutex<Vec<u32>>,
+    ) -> impl FnMut(u64, u32) -> std::future::Ready<Result<Vec<warden_audit::ChainEntry>, String>>
+    {
+        move |after, limit| {
+            limits.lock().unwrap().push(limit);
+            let from = usize::try_from(after).unwrap().min(records.len());
+            let to = (from + limit as usize).min(records.len());
+            std::future::ready(Ok(records[from..to].to_vec()))
+        }
+    }
+
     #[tokio::test(flavor = "current_thread")]
-    async fn requests_run_between_the_chunks_of_a_checkpoint() {
+    async fn requests_run_between_the_pages_of_a_checkpoint() {
         let mut writer = ChainHead::default();
         let records = 2_000;
         let page: Vec<_> = (0..records)
             .map(|i| writer.append(format!(r#"{{"n":{i}}}"#).into_bytes()))
             .collect();
         // Another task on the one thread, as a request would be: how often
-        // it runs while the page is hashed.
+        // it runs while the records are read and hashed.
         let ran = Arc::new(AtomicUsize::new(0));
         let counting = ran.clone();
         let other = tokio::spawn(async move {
@@ -210,20 +230,31 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         });
+        let limits = std::sync::Mutex::new(Vec::new());
         let (mut tree, mut head) = (CompactTree::new(), ChainHead::default());
-        absorb(&mut tree, &mut head, &page).await.unwrap();
+        absorb(&mut tree, &mut head, reader(&page, &limits))
+            .await
+            .unwrap();
         other.abort();
         assert_eq!((tree.size(), head), (2_000, writer));
-        let chunks = records / CHUNK;
+        // Every read is a short one, and the other task ran after each.
+        let limits = limits.into_inner().unwrap();
+        assert!(limits.iter().all(|&l| l <= 256), "{limits:?}");
+        let pages = records / 256;
         assert!(
-            ran.load(Ordering::SeqCst) >= chunks,
-            "ran {} times for {chunks} chunks",
+            ran.load(Ordering::SeqCst) >= pages,
+            "ran {} times for {pages} pages",
             ran.load(Ordering::SeqCst)
         );
         // A broken link is still refused.
         let mut wrong = page[..3].to_vec();
         wrong[1].body = b"changed".to_vec();
         let (mut tree, mut head) = (CompactTree::new(), ChainHead::default());
-        assert!(absorb(&mut tree, &mut head, &wrong).await.is_err());
+        let none = std::sync::Mutex::new(Vec::new());
+        assert!(
+            absorb(&mut tree, &mut head, reader(&wrong, &none))
+                .await
+                .is_err()
+        );
     }
 }
