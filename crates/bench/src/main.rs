@@ -99,6 +99,12 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The roles run on one thread each, so that --pin measures one core.
     let threads = if args.role.is_some() { 1 } else { 2 };
+    if args.pin && args.role.is_none() {
+        // Before the runtime starts: its threads inherit the affinity of the
+        // thread that starts them (pinned later, they could run the load on
+        // the proxy's core, woken there by the proxy itself).
+        pin_this_process(LOAD_CPU)?;
+    }
     if matches!(args.role, Some(Role::Warden)) {
         // As `warden serve` does, per `gateway.batch_scheduling`.
         setup::scheduling(args.dir.as_deref().ok_or_else(|| anyhow!("--dir"))?)?;
@@ -190,19 +196,10 @@ struct Target {
 
 async fn run(args: &Args) -> anyhow::Result<()> {
     let (load_cpu, proxy_cpu) = if args.pin {
-        (Some(1), Some(0))
+        (Some(LOAD_CPU), Some(PROXY_CPU))
     } else {
         (None, None)
     };
-    if let Some(cpu) = load_cpu {
-        let status = std::process::Command::new("taskset")
-            .args(["-cp", &cpu.to_string(), &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            anyhow::bail!("--pin needs `taskset` (util-linux) and two CPUs");
-        }
-    }
     let up = spawn("upstream", &[], load_cpu).await?;
     let upstream_url = format!("http://{}/mcp", up.addr);
     let floor = spawn("floor", &["--upstream", &upstream_url], proxy_cpu).await?;
@@ -261,6 +258,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("warming up {}", t.name))?;
     }
+    if args.pin {
+        check_pinned(&targets)?;
+    }
     let slice = args.duration / args.rounds.max(1);
     let mut totals: Vec<(load::Sample, Duration, f64, (u64, u64))> = targets
         .iter()
@@ -291,6 +291,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             total.1 += took;
         }
     }
+    if args.pin {
+        check_pinned(&targets)?;
+    }
     let mut results = serde_json::Map::new();
     let mut rows = Vec::new();
     for (t, (mut sample, took, cpu, host)) in targets.iter().zip(totals) {
@@ -314,6 +317,49 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     drop((up, floor, warden));
+    Ok(())
+}
+
+/// With `--pin`: the proxies run on this CPU, the rest on [`LOAD_CPU`].
+const PROXY_CPU: u32 = 0;
+const LOAD_CPU: u32 = 1;
+
+/// Confines this process, and every thread it starts from now on, to `cpu`.
+fn pin_this_process(cpu: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args([
+            "-a",
+            "-cp",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        anyhow::bail!("--pin needs `taskset` (util-linux) and two CPUs");
+    }
+    Ok(())
+}
+
+/// Refuses a pinned run in which any thread of the load generator, the
+/// upstream, the floor or Warden may run on the other side's CPU: such a
+/// run measures the proxy with part of another core, or with the load on
+/// its own.
+fn check_pinned(targets: &[Target]) -> anyhow::Result<()> {
+    let load = ("the load generator", std::process::id(), LOAD_CPU);
+    let roles = targets.iter().map(|t| match t.name {
+        "direct" => ("the upstream", t.pid, LOAD_CPU),
+        "floor" => ("the floor", t.pid, PROXY_CPU),
+        _ => ("Warden", t.pid, PROXY_CPU),
+    });
+    for (role, pid, cpu) in std::iter::once(load).chain(roles) {
+        let threads = procstat::thread_cpus(pid)?;
+        if let Some((thread, cpus)) = procstat::not_only_on(&threads, cpu) {
+            anyhow::bail!(
+                "--pin: thread `{thread}` of {role} may run on CPUs {cpus}, not only on CPU {cpu}"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -63,6 +63,41 @@ pub fn steal_pct((steal, total): (u64, u64)) -> f64 {
     }
 }
 
+/// Each thread of process `pid`: its name and the CPUs it may run on
+/// (`Cpus_allowed_list`, e.g. `1` or `0-1`).
+pub fn thread_cpus(pid: u32) -> anyhow::Result<Vec<(String, String)>> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("status");
+        // A thread that ended since the listing is no longer a concern.
+        let Ok(status) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        threads.push(name_and_cpus(&status).ok_or_else(|| {
+            anyhow::anyhow!("no Name or Cpus_allowed_list in {}", path.display())
+        })?);
+    }
+    Ok(threads)
+}
+
+/// The `Name` and `Cpus_allowed_list` of a `/proc/.../status` text.
+fn name_and_cpus(status: &str) -> Option<(String, String)> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    Some((field("Name")?, field("Cpus_allowed_list")?))
+}
+
+/// The first thread of `threads` that may run on any CPU but `cpu`.
+#[must_use]
+pub fn not_only_on(threads: &[(String, String)], cpu: u32) -> Option<&(String, String)> {
+    let only = cpu.to_string();
+    threads.iter().find(|(_, cpus)| *cpus != only)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +122,61 @@ mod tests {
     fn this_machine_has_a_cpu_line() {
         let (steal, total) = host_ticks().unwrap();
         assert!(total > 0 && steal <= total);
+    }
+
+    #[test]
+    fn a_threads_cpus_are_read_from_its_status() {
+        let status = "Name:\ttokio-rt-worker\nState:\tS (sleeping)\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\nMems_allowed_list:\t0\n";
+        assert_eq!(
+            name_and_cpus(status),
+            Some(("tokio-rt-worker".into(), "0-1".into()))
+        );
+        assert_eq!(name_and_cpus("Name:\tx\nCpus_allowed:\t3\n"), None);
+        assert_eq!(name_and_cpus("Cpus_allowed_list:\t1\n"), None);
+    }
+
+    #[test]
+    fn a_thread_allowed_elsewhere_is_found() {
+        let pinned = [
+            ("main".to_owned(), "1".to_owned()),
+            ("worker".into(), "1".into()),
+        ];
+        assert_eq!(not_only_on(&pinned, 1), None);
+        assert_eq!(not_only_on(&pinned, 0), pinned.first());
+        for loose in ["0-1", "0,1", "10", ""] {
+            let threads = [
+                ("main".to_owned(), "1".to_owned()),
+                ("worker".into(), loose.to_owned()),
+            ];
+            assert_eq!(
+                not_only_on(&threads, 1).map(|(n, _)| n.as_str()),
+                Some("worker"),
+                "{loose}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_thread_of_this_process_is_listed() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::Builder::new()
+            .name("listed-thread".into())
+            .spawn(move || {
+                // Named by now: a thread names itself as it starts.
+                started.send(()).unwrap();
+                rx.recv()
+            })
+            .unwrap();
+        running.recv().unwrap();
+        let threads = thread_cpus(std::process::id()).unwrap();
+        assert!(
+            threads
+                .iter()
+                .any(|(n, cpus)| n == "listed-thread" && !cpus.is_empty()),
+            "{threads:?}"
+        );
+        drop(tx);
+        other.join().unwrap().unwrap_err();
     }
 }

@@ -63,6 +63,33 @@ fn the_benchmark_runs_and_writes_its_json() {
     }
 }
 
+/// `--pin` keeps every thread on its side: the proxies on CPU 0, the load
+/// generator and the upstream on CPU 1 (the benchmark refuses a run where
+/// any thread may run elsewhere, its own load generator's included).
+#[test]
+fn a_pinned_run_keeps_each_side_on_its_core() {
+    if std::thread::available_parallelism().map_or(0, usize::from) < 2 {
+        eprintln!("skipped: --pin needs two CPUs");
+        return;
+    }
+    let json = bench(
+        &[
+            "--duration",
+            "300ms",
+            "--rounds",
+            "1",
+            "--agents",
+            "50",
+            "--pin",
+        ],
+        None,
+    );
+    assert_eq!(json["config"]["pinned"], true);
+    for target in ["direct", "floor", "warden"] {
+        assert!(json[target]["requests"].as_u64().unwrap() > 0, "{json}");
+    }
+}
+
 #[test]
 fn the_gateway_runs_under_the_wrapper_it_is_given() {
     use std::os::unix::fs::PermissionsExt as _;
