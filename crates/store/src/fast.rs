@@ -877,22 +877,32 @@ mod tests {
         panic!("never: {what}");
     }
 
+    /// A store on a migrated database in `dir` whose syncs wait at a gate.
+    async fn gated(dir: &Path) -> (PathBuf, Arc<Gate>, Arc<FastPath>) {
+        let path = migrated(dir).await;
+        let gate = Arc::new(Gate::default());
+        let fast = Arc::new(FastPath::open_with(&path, gate.sync()).unwrap());
+        (path, gate, fast)
+    }
+
+    /// One record appended by a task of its own.
+    fn append_one(fast: &Arc<FastPath>) -> tokio::task::JoinHandle<Result<Vec<u64>, StoreError>> {
+        let fast = fast.clone();
+        tokio::spawn(async move { fast.append(body()).await })
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_is_answered_only_once_its_sync_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let path = migrated(dir.path()).await;
-        let gate = Arc::new(Gate::default());
-        let fast = Arc::new(FastPath::open_with(&path, gate.sync()).unwrap());
-        let appending = fast.clone();
-        let append = tokio::spawn(async move { appending.append(body()).await });
+        let (path, gate, fast) = gated(dir.path()).await;
+        let append = append_one(&fast);
         until("committed", || committed(&path) == 1).await;
         until("syncing", || gate.calls.load(Ordering::SeqCst) == 1).await;
         // Committed and visible, but not durable yet: not answered.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!append.is_finished(), "answered before its sync returned");
         // The writer goes on committing while the sync waits.
-        let appending = fast.clone();
-        let second = tokio::spawn(async move { appending.append(body()).await });
+        let second = append_one(&fast);
         until("the next batch committed", || committed(&path) == 2).await;
         assert!(!second.is_finished());
         gate.open();
@@ -903,23 +913,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_committed_during_a_sync_starts_its_own_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = migrated(dir.path()).await;
-        let gate = Arc::new(Gate::default());
-        let fast = Arc::new(FastPath::open_with(&path, gate.sync()).unwrap());
-        let append = |fast: &Arc<FastPath>| {
-            let fast = fast.clone();
-            tokio::spawn(async move { fast.append(body()).await })
-        };
-        let first = append(&fast);
+        let (path, gate, fast) = gated(dir.path()).await;
+        let first = append_one(&fast);
         until("the first sync", || gate.calls.load(Ordering::SeqCst) == 1).await;
-        let second = append(&fast);
+        let second = append_one(&fast);
         until("the second batch committed", || committed(&path) == 2).await;
         until("a second sync beside the first", || {
             gate.calls.load(Ordering::SeqCst) == 2
         })
         .await;
         // Two syncs at most: a third batch waits for one of them to end.
-        let third = append(&fast);
+        let third = append_one(&fast);
         until("the third batch committed", || committed(&path) == 3).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(gate.calls.load(Ordering::SeqCst), SYNCERS);
