@@ -30,7 +30,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -288,7 +288,11 @@ impl FastPath {
         let counted = appended.clone();
         let durability = Arc::new(Durability::new(sync));
         let (to_sync, committed) = mpsc::channel::<Committed>();
-        let committed = Arc::new(Mutex::new(committed));
+        let committed = Arc::new(SyncQueue {
+            committed: Mutex::new((committed, 0)),
+            answered: Mutex::new(0),
+            turn: Condvar::new(),
+        });
         for _ in 0..SYNCERS {
             let syncing = durability.clone();
             let committed = committed.clone();
@@ -590,6 +594,14 @@ fn write_loop(
     }
 }
 
+/// What the writer committed, for the syncing threads: the batches and how
+/// many groups of them were taken, and how many groups were answered.
+struct SyncQueue {
+    committed: Mutex<(mpsc::Receiver<Committed>, u64)>,
+    answered: Mutex<u64>,
+    turn: Condvar,
+}
+
 /// Syncs what the writer committed and answers it: one sync for every
 /// batch committed by the time it starts. [`SYNCERS`] threads run this, so
 /// a batch committed while a sync is under way starts its own at once
@@ -598,21 +610,23 @@ fn write_loop(
 /// answered only after a sync that began after its commit, and such a sync
 /// makes every earlier commit durable too: `fdatasync` writes, and waits
 /// for, every dirty page of the file, those another sync is writing
-/// included.
-fn sync_loop(committed: &Mutex<mpsc::Receiver<Committed>>, durability: &Durability) {
+/// included. Batches are answered in the order they were committed.
+fn sync_loop(queue: &SyncQueue, durability: &Durability) {
     loop {
-        let batches = {
-            let Ok(committed) = committed.lock() else {
+        let (turn, batches) = {
+            let Ok(mut committed) = queue.committed.lock() else {
                 return;
             };
-            let Ok(first) = committed.recv() else {
+            let (rx, taken) = &mut *committed;
+            let Ok(first) = rx.recv() else {
                 return;
             };
             let mut batches = vec![first];
-            while let Ok(more) = committed.try_recv() {
+            while let Ok(more) = rx.try_recv() {
                 batches.push(more);
             }
-            batches
+            *taken += 1;
+            (*taken - 1, batches)
         };
         let last = batches
             .iter()
@@ -622,12 +636,25 @@ fn sync_loop(committed: &Mutex<mpsc::Receiver<Committed>>, durability: &Durabili
             .copied()
             .unwrap_or(0);
         let synced = durability.sync_through(last);
+        // Answers go out in commit order: a later sync that ends first
+        // waits for the earlier one's answers.
+        let Ok(mut answered) = queue.answered.lock() else {
+            return;
+        };
+        while *answered != turn {
+            let Ok(next) = queue.turn.wait(answered) else {
+                return;
+            };
+            answered = next;
+        }
         for (reply, seqs) in batches.into_iter().flatten() {
             reply.send(match &synced {
                 Ok(()) => Ok(seqs),
                 Err(_) => Err(Durability::refused()),
             });
         }
+        *answered += 1;
+        queue.turn.notify_all();
     }
 }
 
@@ -937,6 +964,33 @@ mod tests {
             3,
             "the third batch's own sync"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_answered_in_commit_order_when_a_later_sync_ends_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = migrated(dir.path()).await;
+        // The first sync waits at the gate; every later one returns at once.
+        let gate = Arc::new(Gate::default());
+        let first_call = gate.sync();
+        let calls = AtomicUsize::new(0);
+        let sync: SyncFn = Box::new(move || {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                first_call()
+            } else {
+                Ok(())
+            }
+        });
+        let fast = Arc::new(FastPath::open_with(&path, sync).unwrap());
+        let first = append_one(&fast);
+        until("the first sync", || gate.calls.load(Ordering::SeqCst) == 1).await;
+        let second = append_one(&fast);
+        until("the second batch committed", || committed(&path) == 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second.is_finished(), "answered before the batch before it");
+        gate.open();
+        assert_eq!(first.await.unwrap().unwrap(), [1]);
+        assert_eq!(second.await.unwrap().unwrap(), [2]);
     }
 
     #[tokio::test]
