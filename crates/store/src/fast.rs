@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, TenantId};
 
+use crate::boot::IndexSync;
 use crate::{Agent, NewRecord, StoreError};
 
 const READERS: usize = 4;
@@ -227,13 +228,18 @@ fn db(e: rusqlite::Error) -> StoreError {
 
 impl FastPath {
     /// Opens the read connections and starts the writer thread on `path`
-    /// (already created and migrated).
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, wal_sync(path))
+    /// (already created and migrated); `index` says how the query index's
+    /// commits reach the disk ([`crate::boot`]).
+    pub(crate) fn open(path: &Path, index: IndexSync) -> Result<Self, StoreError> {
+        Self::open_with(path, wal_sync(path), index)
     }
 
     /// [`Self::open`], with `sync` making the WAL durable.
-    pub(crate) fn open_with(path: &Path, sync: SyncFn) -> Result<Self, StoreError> {
+    pub(crate) fn open_with(
+        path: &Path,
+        sync: SyncFn,
+        index: IndexSync,
+    ) -> Result<Self, StoreError> {
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -271,7 +277,7 @@ impl FastPath {
                 [index_file.to_string_lossy().as_ref()],
             )
             .map_err(db)?;
-        for pragma in crate::sqlite::INDEX_PRAGMAS {
+        for pragma in crate::sqlite::index_pragmas(index) {
             indexer.execute_batch(pragma).map_err(db)?;
         }
         // A step's statement journal (1,000 records' index pages) stays in
@@ -908,7 +914,7 @@ mod tests {
     async fn gated(dir: &Path) -> (PathBuf, Arc<Gate>, Arc<FastPath>) {
         let path = migrated(dir).await;
         let gate = Arc::new(Gate::default());
-        let fast = Arc::new(FastPath::open_with(&path, gate.sync()).unwrap());
+        let fast = Arc::new(FastPath::open_with(&path, gate.sync(), IndexSync::Unsynced).unwrap());
         (path, gate, fast)
     }
 
@@ -981,7 +987,7 @@ mod tests {
                 Ok(())
             }
         });
-        let fast = Arc::new(FastPath::open_with(&path, sync).unwrap());
+        let fast = Arc::new(FastPath::open_with(&path, sync, IndexSync::Unsynced).unwrap());
         let first = append_one(&fast);
         until("the first sync", || gate.calls.load(Ordering::SeqCst) == 1).await;
         let second = append_one(&fast);
@@ -1006,7 +1012,7 @@ mod tests {
                 Ok(())
             }
         });
-        let fast = FastPath::open_with(&path, sync).unwrap();
+        let fast = FastPath::open_with(&path, sync, IndexSync::Unsynced).unwrap();
         let refused = fast.append(body()).await.unwrap_err();
         assert!(refused.to_string().contains("durable"), "{refused}");
         // A sync would succeed now; the store still refuses, without
@@ -1032,7 +1038,7 @@ mod tests {
             counting.fetch_add(1, Ordering::SeqCst);
             Ok(())
         });
-        let fast = FastPath::open_with(&path, sync).unwrap();
+        let fast = FastPath::open_with(&path, sync, IndexSync::Unsynced).unwrap();
         assert_eq!(fast.append(body()).await.unwrap(), [1]);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Durable already: read without another sync.
@@ -1080,7 +1086,7 @@ mod tests {
         const SCHED_IDLE: u32 = 5;
         let dir = tempfile::tempdir().unwrap();
         let path = migrated(dir.path()).await;
-        let fast = FastPath::open(&path).unwrap();
+        let fast = FastPath::open(&path, IndexSync::Unsynced).unwrap();
         // Every indexer of this process (other tests start theirs too)
         // names itself and sets its policy as it starts.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1095,6 +1101,15 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Its writes are not synced (crate::boot): no fsync of the index
+        // holds up the audit's own.
+        let synchronous: i64 = fast
+            .indexer
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA ix.synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 0, "the index's commits are synced");
         // What it has not indexed yet, the caller indexes.
         for _ in 0..3 {
             fast.append(body()).await.unwrap();

@@ -4,6 +4,7 @@
 //! Every backend must pass the same conformance suite
 //! (`tests/conformance.rs`), so the trait is the contract.
 
+mod boot;
 mod fast;
 mod record;
 mod sqlite;

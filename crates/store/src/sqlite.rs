@@ -17,6 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use warden_audit::{ChainEntry, ChainHead, GENESIS};
 use warden_core::{AgentName, AgentState, TenantId, UpstreamName, UserName};
 
+use crate::boot::{IndexSync, current_boot, prepare_index};
 use crate::fast::FastPath;
 use crate::{
     Agent, AuditQuery, CertRecord, LoginLink, NewAgent, NewRecord, OutboxEvent, OutboxItem,
@@ -315,13 +316,20 @@ pub(crate) fn index_path(path: &std::path::Path) -> std::path::PathBuf {
 /// Attaches the index file (`?1`) as `ix`.
 pub(crate) const ATTACH_INDEX: &str = "ATTACH DATABASE ?1 AS ix";
 
-/// Then, on that connection: the index's commits are not synced (only its
-/// checkpoints are); after a crash it may lack its newest rows, which are
-/// indexed again from the records.
-pub(crate) const INDEX_PRAGMAS: &[&str] = &[
-    "PRAGMA ix.journal_mode = WAL",
-    "PRAGMA ix.synchronous = NORMAL",
-];
+/// Then, on that connection: the index's commits are never synced
+/// ([`IndexSync::Unsynced`], trusted only in the boot that wrote them, see
+/// [`crate::boot`]), or only at its checkpoints where the boot cannot be
+/// named; after a crash it may lack its newest rows, which are indexed
+/// again from the records.
+pub(crate) fn index_pragmas(sync: IndexSync) -> [&'static str; 2] {
+    [
+        "PRAGMA ix.journal_mode = WAL",
+        match sync {
+            IndexSync::Unsynced => "PRAGMA ix.synchronous = OFF",
+            IndexSync::Synced => "PRAGMA ix.synchronous = NORMAL",
+        },
+    ]
+}
 
 /// Makes sure the index has its state row (`seq` 0: nothing indexed). A
 /// write to the index, so that it comes first in an index step and takes
@@ -540,6 +548,8 @@ impl SqliteStore {
                 "an in-memory database would lose the audit trail: use a file".into(),
             ));
         }
+        // Before any connection attaches the index file.
+        let index_sync = prepare_index(&path, current_boot().as_deref())?;
         let index = index_path(&path).to_string_lossy().into_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -550,8 +560,8 @@ impl SqliteStore {
                         .bind(index)
                         .execute(&mut *conn)
                         .await?;
-                    for pragma in INDEX_PRAGMAS {
-                        sqlx::query(*pragma).execute(&mut *conn).await?;
+                    for pragma in index_pragmas(index_sync) {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -563,7 +573,7 @@ impl SqliteStore {
             sqlx::query(*statement).execute(&pool).await.map_err(db)?;
         }
         migrate(&pool).await?;
-        let fast = std::sync::Arc::new(FastPath::open(&path)?);
+        let fast = std::sync::Arc::new(FastPath::open(&path, index_sync)?);
         Ok(Self { pool, fast })
     }
 }
