@@ -285,6 +285,9 @@ impl FastPath {
         indexer
             .execute_batch("PRAGMA temp_store = MEMORY")
             .map_err(db)?;
+        indexer
+            .execute_batch(crate::sqlite::INDEX_STAGING)
+            .map_err(db)?;
         let indexer = Arc::new(Mutex::new(indexer));
         let (tx, rx) = mpsc::channel::<Append>();
         let (stop, stopped) = mpsc::channel::<()>();
@@ -809,41 +812,67 @@ fn index_loop(indexer: &Mutex<Connection>, appended: &AtomicU64, stop: &mpsc::Re
     }
 }
 
-/// One index step, in one transaction of the index file only (the
-/// database itself is only read): an index built for another audit trail
-/// is emptied first, then up to `limit` records are indexed and the newest
-/// one's hash is noted.
+/// One index step: up to `limit` records are read from the database into
+/// a staging table (in memory), then written to the index file in a
+/// transaction of its own, and the newest one's hash is noted; an index
+/// built for another audit trail is emptied first. The database is read
+/// only in the first, short, transaction. The indexer runs in idle time
+/// and is often preempted mid-step: a read held open across the writing
+/// of seven trees per record kept the WAL checkpointer from starting the
+/// WAL over, so the audit writer's commits grew the WAL file, and each
+/// sync then wrote its new size too.
 fn index_step(conn: &mut Connection, limit: u32) -> Result<u32, rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    tx.prepare_cached(crate::sqlite::INDEX_BEGIN)?.execute([])?;
-    let foreign = tx
+    conn.prepare_cached(crate::sqlite::INDEX_BEGIN)?
+        .execute([])?;
+    conn.prepare_cached("DELETE FROM temp.index_staged")?
+        .execute([])?;
+    let read = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let foreign = read
         .prepare_cached(crate::sqlite::INDEX_FOREIGN)?
         .query_row([], |r| r.get::<_, bool>(0))?;
-    if foreign {
-        tracing::warn!("the audit query index was built for another audit trail: rebuilding it");
-        tx.execute("DELETE FROM ix.audit_index", [])?;
-        tx.execute("UPDATE ix.index_state SET seq = 0, hash = NULL", [])?;
-    }
-    let after = tx
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM ix.audit_index")?
-        .query_row([], |r| r.get::<_, i64>(0))?;
-    let last = tx
+    let after = if foreign {
+        0
+    } else {
+        read.prepare_cached("SELECT coalesce(max(seq), 0) FROM ix.audit_index")?
+            .query_row([], |r| r.get::<_, i64>(0))?
+    };
+    let last = read
         .prepare_cached(crate::sqlite::INDEX_RANGE)?
         .query_row(params![after, limit], |r| r.get::<_, Option<i64>>(0))?;
-    let mut indexed = 0;
+    let mut newest = None;
     if let Some(last) = last {
         // Records written with their fields are copied, the others parsed.
         for statement in [
             crate::sqlite::INDEX_FROM_FIELDS,
             crate::sqlite::INDEX_FROM_BODY,
         ] {
-            indexed += tx.prepare_cached(statement)?.execute([after, last])?;
+            read.prepare_cached(statement)?.execute([after, last])?;
         }
+        let hash = read
+            .prepare_cached(crate::sqlite::INDEX_HASH_OF)?
+            .query_row([last], |r| r.get::<_, Option<Vec<u8>>>(0))?;
+        newest = Some((last, hash));
     }
-    if indexed > 0 {
-        tx.prepare_cached(crate::sqlite::INDEX_MARK)?.execute([])?;
+    read.commit()?;
+    // The index file alone from here: its first statement writes to it.
+    let write = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    write
+        .prepare_cached(crate::sqlite::INDEX_BEGIN)?
+        .execute([])?;
+    if foreign {
+        tracing::warn!("the audit query index was built for another audit trail: rebuilding it");
+        write.execute("DELETE FROM ix.audit_index", [])?;
+        write.execute("UPDATE ix.index_state SET seq = 0, hash = NULL", [])?;
     }
-    tx.commit()?;
+    let indexed = write
+        .prepare_cached(crate::sqlite::INDEX_COPY)?
+        .execute([])?;
+    if let Some((last, hash)) = newest {
+        write
+            .prepare_cached(crate::sqlite::INDEX_MARK)?
+            .execute(params![last, hash])?;
+    }
+    write.commit()?;
     Ok(u32::try_from(indexed).unwrap_or(u32::MAX))
 }
 

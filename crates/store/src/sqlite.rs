@@ -350,9 +350,16 @@ pub(crate) const INDEX_FOREIGN: &str = "SELECT CASE WHEN s.seq = 0
 pub(crate) const INDEX_RANGE: &str = "SELECT max(seq) FROM
     (SELECT seq FROM main.audit WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
 
-/// Indexes the records of seq `?1` < seq <= `?2` that were written with
+/// Where an index step stages the rows it read from the database (on the
+/// indexer's connection, in memory), before it writes them to the index in
+/// a transaction of its own.
+pub(crate) const INDEX_STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS index_staged (
+        seq INTEGER PRIMARY KEY, request_id, tenant, agent, user, action, effect, time, kind
+    )";
+
+/// Stages the records of seq `?1` < seq <= `?2` that were written with
 /// their fields ([`MIGRATION_13`]): a copy, nothing parsed.
-pub(crate) const INDEX_FROM_FIELDS: &str = "INSERT OR IGNORE INTO ix.audit_index
+pub(crate) const INDEX_FROM_FIELDS: &str = "INSERT OR IGNORE INTO temp.index_staged
         (seq, request_id, tenant, agent, user, action, effect, time, kind)
     SELECT seq, rec_request, rec_tenant, rec_agent, rec_user, rec_action, rec_effect,
         rec_time, rec_kind
@@ -376,7 +383,7 @@ macro_rules! body_fields {
     };
 }
 
-/// Indexes the other records of seq `?1` < seq <= `?2` from their bodies,
+/// Stages the other records of seq `?1` < seq <= `?2` from their bodies,
 /// each parsed once (to JSONB). A body that is not JSON (tampered) is
 /// indexed with its seq only.
 pub(crate) const INDEX_FROM_BODY: &str = concat!(
@@ -386,7 +393,7 @@ pub(crate) const INDEX_FROM_BODY: &str = concat!(
     "
         FROM (SELECT seq, CAST(body AS TEXT) AS t FROM main.audit
               WHERE seq > ?1 AND seq <= ?2 AND rec_tenant IS NULL))
-    INSERT OR IGNORE INTO ix.audit_index
+    INSERT OR IGNORE INTO temp.index_staged
         (seq, request_id, tenant, agent, user, action, effect, time, kind)
     SELECT seq, ",
     body_fields!(),
@@ -413,11 +420,20 @@ pub(crate) const FIELDS_MISMATCHED: &str = concat!(
     ORDER BY seq LIMIT ?1"
 );
 
-/// After an index step that indexed something: the newest indexed record
-/// and its hash.
-pub(crate) const INDEX_MARK: &str = "INSERT OR REPLACE INTO ix.index_state (id, seq, hash)
-    SELECT 1, a.seq, a.hash FROM main.audit a
-    WHERE a.seq = (SELECT max(seq) FROM ix.audit_index)";
+/// The hash of record `?1`, read with the staged rows.
+pub(crate) const INDEX_HASH_OF: &str = "SELECT hash FROM main.audit WHERE seq = ?1";
+
+/// Writes the staged rows to the index.
+pub(crate) const INDEX_COPY: &str = "INSERT OR IGNORE INTO ix.audit_index
+        (seq, request_id, tenant, agent, user, action, effect, time, kind)
+    SELECT seq, request_id, tenant, agent, user, action, effect, time, kind
+    FROM temp.index_staged";
+
+/// After an index step that indexed something: its newest record `?1` and
+/// that record's hash `?2`, unless the index already notes a newer one
+/// (another process's step).
+pub(crate) const INDEX_MARK: &str = "UPDATE ix.index_state SET seq = ?1, hash = ?2
+    WHERE id = 1 AND seq < ?1";
 
 /// An audit row as a chain entry (a malformed hash reads as all-ones, which
 /// the verifier reports).
