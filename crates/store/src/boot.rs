@@ -63,13 +63,19 @@ pub(crate) fn prepare_index(db: &Path, boot: Option<&str>) -> Result<IndexSync, 
             marker_path(db).display()
         ))
     };
-    let mut marker = OpenOptions::new()
+    let mut marker = match OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(marker_path(db))
-        .map_err(|e| failed("open it", e))?;
+    {
+        Ok(marker) => marker,
+        // No such folder: no database, no index. Opening the database
+        // then fails with SQLite's own words for it.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(IndexSync::Synced),
+        Err(e) => return Err(failed("open it", e)),
+    };
     // Released when `marker` is closed, at the end of this function.
     marker.lock().map_err(|e| failed("lock it", e))?;
     let mut noted = String::new();
@@ -186,6 +192,17 @@ mod tests {
         index_files(&db, b"pages");
         assert_eq!(prepare_index(&db, None).unwrap(), IndexSync::Synced);
         assert!(exists(&db, "-index"));
+    }
+
+    #[test]
+    fn in_a_folder_that_does_not_exist_there_is_nothing_to_prepare() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("missing").join("w.db");
+        assert_eq!(
+            prepare_index(&db, Some("boot-a")).unwrap(),
+            IndexSync::Synced
+        );
+        assert!(!marker_path(&db).exists());
     }
 
     #[test]
