@@ -40,6 +40,13 @@ pub(crate) fn marker_path(db: &Path) -> std::path::PathBuf {
     beside(db, "-index-boot")
 }
 
+/// The index's files beside the database `db`: the index and its WAL
+/// and shared-memory files.
+fn index_files(db: &Path) -> [std::path::PathBuf; 3] {
+    let index = crate::sqlite::index_path(db);
+    [beside(&index, "-wal"), beside(&index, "-shm"), index]
+}
+
 /// This machine's boot, or `None` where the system does not name it.
 pub(crate) fn current_boot() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
@@ -85,11 +92,14 @@ pub(crate) fn prepare_index(db: &Path, boot: Option<&str>) -> Result<IndexSync, 
         return Ok(IndexSync::Unsynced);
     }
     let mut removed = false;
-    for suffix in ["-index", "-index-wal", "-index-shm"] {
-        match std::fs::remove_file(beside(db, suffix)) {
+    for file in index_files(db) {
+        match std::fs::remove_file(&file) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(failed(&format!("remove the index file {suffix}"), e)),
+            Err(e) => {
+                let what = format!("remove the index file {}", file.display());
+                return Err(failed(&what, e));
+            }
         }
     }
     if removed {
@@ -118,14 +128,15 @@ mod tests {
     use super::*;
 
     /// Writes `content` into each index file of `db`.
-    fn index_files(db: &Path, content: &[u8]) {
-        for suffix in ["-index", "-index-wal", "-index-shm"] {
-            std::fs::write(beside(db, suffix), content).unwrap();
+    fn write_index(db: &Path, content: &[u8]) {
+        for file in index_files(db) {
+            std::fs::write(file, content).unwrap();
         }
     }
 
-    fn exists(db: &Path, suffix: &str) -> bool {
-        beside(db, suffix).exists()
+    /// Whether the index file itself is there.
+    fn index_exists(db: &Path) -> bool {
+        crate::sqlite::index_path(db).exists()
     }
 
     #[test]
@@ -136,13 +147,13 @@ mod tests {
             prepare_index(&db, Some("boot-a")).unwrap(),
             IndexSync::Unsynced
         );
-        index_files(&db, b"pages");
+        write_index(&db, b"pages");
         assert_eq!(
             prepare_index(&db, Some("boot-a")).unwrap(),
             IndexSync::Unsynced
         );
-        for suffix in ["-index", "-index-wal", "-index-shm"] {
-            assert_eq!(std::fs::read(beside(&db, suffix)).unwrap(), b"pages");
+        for file in index_files(&db) {
+            assert_eq!(std::fs::read(file).unwrap(), b"pages");
         }
     }
 
@@ -151,19 +162,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
         prepare_index(&db, Some("boot-a")).unwrap();
-        index_files(&db, b"torn pages");
+        write_index(&db, b"torn pages");
         assert_eq!(
             prepare_index(&db, Some("boot-b")).unwrap(),
             IndexSync::Unsynced
         );
-        for suffix in ["-index", "-index-wal", "-index-shm"] {
-            assert!(!exists(&db, suffix), "{suffix} kept from another boot");
+        for file in index_files(&db) {
+            assert!(!file.exists(), "{} kept from another boot", file.display());
         }
         assert_eq!(std::fs::read_to_string(marker_path(&db)).unwrap(), "boot-b");
         // Written again in boot b, it is now kept.
-        index_files(&db, b"pages");
+        write_index(&db, b"pages");
         prepare_index(&db, Some("boot-b")).unwrap();
-        assert!(exists(&db, "-index"));
+        assert!(index_exists(&db));
     }
 
     #[test]
@@ -172,13 +183,13 @@ mod tests {
         let db = dir.path().join("w.db");
         // Made before the marker existed, or the marker was lost with the
         // machine; a marker that is not text names no boot either.
-        index_files(&db, b"pages");
+        write_index(&db, b"pages");
         prepare_index(&db, Some("boot-a")).unwrap();
-        assert!(!exists(&db, "-index"));
-        index_files(&db, b"pages");
+        assert!(!index_exists(&db));
+        write_index(&db, b"pages");
         std::fs::write(marker_path(&db), [0xff, 0xfe, b'\n']).unwrap();
         prepare_index(&db, Some("boot-a")).unwrap();
-        assert!(!exists(&db, "-index"));
+        assert!(!index_exists(&db));
         // A longer boot noted before is wholly replaced.
         std::fs::write(marker_path(&db), "boot-a-and-more").unwrap();
         prepare_index(&db, Some("boot-a")).unwrap();
@@ -189,9 +200,9 @@ mod tests {
     fn with_no_boot_named_the_index_is_kept_and_synced() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
-        index_files(&db, b"pages");
+        write_index(&db, b"pages");
         assert_eq!(prepare_index(&db, None).unwrap(), IndexSync::Synced);
-        assert!(exists(&db, "-index"));
+        assert!(index_exists(&db));
     }
 
     #[test]

@@ -1132,24 +1132,20 @@ mod tests {
         }
         // Its writes are not synced (crate::boot): no fsync of the index
         // holds up the audit's own.
-        let synchronous: i64 = fast
-            .indexer
-            .lock()
-            .unwrap()
-            .query_row("PRAGMA ix.synchronous", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(synchronous, 0, "the index's commits are synced");
+        let on_indexer = |sql: &str| -> i64 {
+            let conn = fast.indexer.lock().unwrap();
+            conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(
+            on_indexer("PRAGMA ix.synchronous"),
+            0,
+            "the index's commits are synced"
+        );
         // What it has not indexed yet, the caller indexes.
         for _ in 0..3 {
             fast.append(body()).await.unwrap();
         }
         fast.index(10).unwrap();
-        let indexed: i64 = fast
-            .indexer
-            .lock()
-            .unwrap()
-            .query_row("SELECT count(*) FROM ix.audit_index", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(indexed, 3);
+        assert_eq!(on_indexer("SELECT count(*) FROM ix.audit_index"), 3);
     }
 }
