@@ -13,7 +13,8 @@
 //! scope cannot match the action (`action == A`, `action in [G]` where the
 //! action is neither `A` nor in `G`) is left out, since Cedar would find its
 //! scope false before reading its condition. `connect` is then decided by the
-//! few policies about `connect`, a tool by the policies about that tool.
+//! few policies about `connect`, a tool by the policies about that tool. A
+//! cut's policies keep no action scope: the cut already matched it.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -87,6 +88,27 @@ fn may_apply(policy: &Policy, within: &[EntityUid]) -> bool {
         ActionConstraint::Eq(uid) => within.first() == Some(&uid),
         ActionConstraint::In(list) => list.iter().any(|uid| within.contains(uid)),
     }
+}
+
+/// `policy` as it decides within a cut: with `action` for its action
+/// scope, which [`may_apply`] has found to match the one action the cut is
+/// for (a cut is only ever used for that action). Cedar would evaluate the
+/// scope again on every request, building the set of an `action in [...]`
+/// each time, or walking the action's groups; the decision, its
+/// determining policies and their annotations are the same. A policy that
+/// cannot be rewritten (a template's link) is kept as it is.
+fn without_action_scope(policy: &Policy) -> Policy {
+    if !policy.is_static() || matches!(policy.action_constraint(), ActionConstraint::Any) {
+        return policy.clone();
+    }
+    policy
+        .to_json()
+        .ok()
+        .and_then(|mut json| {
+            *json.get_mut("action")? = serde_json::json!({ "op": "All" });
+            Policy::from_json(Some(policy.id().clone()), json).ok()
+        })
+        .unwrap_or_else(|| policy.clone())
 }
 
 /// Whether `policy` decides from the principal's and resource's uids alone.
@@ -207,7 +229,7 @@ impl Slices {
             .get()
             .policies()
             .filter(|p| may_apply(p, &within))
-            .cloned()
+            .map(without_action_scope)
             .collect();
         let fixed = policies.iter().all(is_fixed);
         let needs = Needs::of(&policies);

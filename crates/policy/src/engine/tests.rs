@@ -350,6 +350,73 @@ fn slices_decide_exactly_as_the_whole_set() {
 }
 
 #[test]
+fn a_cut_s_policies_keep_no_action_scope_and_decide_as_written() {
+    // The cut for a tool matched each policy's action scope once; its
+    // policies are evaluated without it (a list, a group, `==`), keep their
+    // ids and annotations, and decide as the whole set does.
+    let e = engine(
+        r#"@id("list") @reason("listed") permit(principal == Warden::Agent::"a", action in [Warden::Action::"crm/refund", Warden::Action::"crm/get_customer"], resource);
+           @id("group") forbid(principal, action in Warden::Action::"call_tool", resource) when { context.mtls };
+           @id("eq") permit(principal == Warden::Agent::"b", action == Warden::Action::"crm/get_customer", resource);"#,
+    );
+    let a = e.slices.agent("a", None, &e.schema).unwrap();
+    let cut = e.cut(&a, "crm/get_customer").unwrap();
+    assert_eq!(cut.set.num_of_policies(), 2);
+    for p in cut.set.policies() {
+        assert_eq!(
+            p.action_constraint(),
+            cedar_policy::ActionConstraint::Any,
+            "{p}"
+        );
+    }
+    let listed = cut.set.policy(&PolicyId::new("list")).unwrap();
+    assert_eq!(listed.annotation("reason"), Some("listed"));
+    let b = e.slices.agent("b", None, &e.schema).unwrap();
+    let ids: Vec<String> = e
+        .cut(&b, "crm/refund")
+        .unwrap()
+        .set
+        .policies()
+        .map(|p| p.id().to_string())
+        .collect();
+    assert_eq!(ids, ["group"]);
+    let mut mtls = ctx().clone();
+    mtls.mtls = true;
+    let (id, amount, q) = (
+        args(json!({"id": "c-1"})),
+        args(json!({"amount": 5})),
+        args(json!({"q": "x"})),
+    );
+    let mut allowed = 0;
+    for agent in ["a", "b", "c"] {
+        for context in [ctx(), &mtls] {
+            for (upstream, tool, a) in [
+                ("crm", "get_customer", &id),
+                ("crm", "refund", &amount),
+                ("docs", "search", &q),
+            ] {
+                let r = Request {
+                    context,
+                    ..call(agent, upstream, tool, a)
+                };
+                let sliced = e.authorize(&r);
+                assert_eq!(
+                    sliced,
+                    e.authorize_unsliced(&r),
+                    "{agent} {tool} {}",
+                    context.mtls
+                );
+                allowed += usize::from(sliced.is_allow());
+            }
+        }
+    }
+    // a: get_customer and refund; b: get_customer; only without mTLS.
+    assert_eq!(allowed, 3);
+    let r = call("a", "crm", "refund", &amount);
+    assert_eq!(e.authorize(&r).reasons, ["listed"]);
+}
+
+#[test]
 fn a_delegated_request_needs_both_the_agent_and_the_user_g3() {
     let e = engine(
         r#"@id("bot-refund") @reason("the bot handles refunds")
