@@ -41,6 +41,10 @@ pub(crate) struct Slices {
     by_user: HashMap<String, PolicySet>,
     grants: Mutex<HashMap<String, Arc<PolicySet>>>,
     cuts: Mutex<HashMap<String, Arc<Cut>>>,
+    /// Every loaded policy without its action scope
+    /// ([`without_action_scope`]), made once at load: a cut of the loaded
+    /// slices takes these instead of rewriting its policies again.
+    unscoped: HashMap<PolicyId, Policy>,
 }
 
 /// A principal's slice (or a task's grant set) and the name it is cached
@@ -163,6 +167,10 @@ impl Slices {
             common: common_set,
             grants: Mutex::new(HashMap::new()),
             cuts: Mutex::new(HashMap::new()),
+            unscoped: policies
+                .policies()
+                .map(|p| (p.id().clone(), without_action_scope(p)))
+                .collect(),
         })
     }
 
@@ -224,12 +232,18 @@ impl Slices {
             return Ok(cut);
         }
         let within = within();
+        // A task's grant set holds a policy that was not loaded (and whose
+        // id a loaded one might share): its policies are rewritten here.
+        let loaded = matches!(slice.set, SliceSet::Borrowed(_));
         let policies: Vec<Policy> = slice
             .set
             .get()
             .policies()
             .filter(|p| may_apply(p, &within))
-            .map(without_action_scope)
+            .map(|p| match self.unscoped.get(p.id()) {
+                Some(unscoped) if loaded => unscoped.clone(),
+                _ => without_action_scope(p),
+            })
             .collect();
         let fixed = policies.iter().all(is_fixed);
         let needs = Needs::of(&policies);

@@ -675,6 +675,18 @@ fn a_task_grants_its_tools_to_its_agent_only_while_it_is_carried() {
     assert!(d.is_allow(), "{d:?}");
     assert_eq!(d.policies, ["task:t-1"]);
     assert!(d.reasons[0].contains("refund \"ticket\" 42"), "{d:?}");
+    // The grant's cut, like a loaded slice's, holds no action scope.
+    let granted = e
+        .slices
+        .agent("a", with_task.task.as_ref(), &e.schema)
+        .unwrap();
+    let cut = e.cut(&granted, "crm/refund").unwrap();
+    assert_eq!(cut.set.num_of_policies(), 2);
+    assert!(
+        cut.set
+            .policies()
+            .all(|p| p.action_constraint() == cedar_policy::ActionConstraint::Any)
+    );
     // Forbids still win over a grant.
     assert_eq!(
         e.authorize(&at(&with_task)("a", "crm", "refund", big))
