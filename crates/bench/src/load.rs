@@ -1,7 +1,9 @@
 //! The load generator: keep-alive HTTP/1.1 connections (hyper), closed loop
 //! or at a fixed rate. At a fixed rate, a request that is sent late because
 //! the previous answer was late counts from when it was due, so queueing is
-//! not hidden (no coordinated omission).
+//! not hidden (no coordinated omission), and the connections take turns:
+//! at 5,000 requests/s over 16 connections one request is due every 200 µs,
+//! not 16 at once every 3.2 ms ([`Schedule`]).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -38,11 +40,50 @@ fn body(id: u64, tool: &str) -> Bytes {
     ))
 }
 
-/// Runs one connection for `duration`; `interval` sets a fixed rate.
+/// When one connection's requests are due at a fixed rate: every
+/// `every`, the first after `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// From the connection's start to its first request.
+    pub offset: Duration,
+    /// Between two of its requests.
+    pub every: Duration,
+}
+
+impl Schedule {
+    /// The schedules of `connections` connections sharing a total of
+    /// `rate` requests/s: each sends one request per `connections / rate`
+    /// seconds, and connection `i` starts `i / rate` seconds after the
+    /// first, so that together they send one request every `1 / rate`
+    /// seconds. (Started together, they sent their requests together: a
+    /// burst of one per connection, which the server under test then
+    /// queued, and which no fixed rate of single requests would send.)
+    #[must_use]
+    pub fn spread(connections: usize, rate: u32) -> Vec<Self> {
+        let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        let n = u32::try_from(connections).unwrap_or(u32::MAX);
+        (0..n)
+            .map(|i| Self {
+                offset: gap * i,
+                every: gap * n,
+            })
+            .collect()
+    }
+
+    /// When request `k` (from 0) is due, after the connection's start.
+    #[must_use]
+    pub fn due(&self, k: u64) -> Duration {
+        self.offset + self.every * u32::try_from(k).unwrap_or(u32::MAX)
+    }
+}
+
+/// Runs one connection for `duration`; `schedule` sets a fixed rate, from
+/// the given instant on (the same for every connection, so that their turns
+/// hold whenever each finished connecting).
 pub async fn run(
     conn: Conn,
     duration: Duration,
-    interval: Option<Duration>,
+    schedule: Option<(Instant, Schedule)>,
 ) -> anyhow::Result<Sample> {
     let stream = tokio::net::TcpStream::connect(conn.addr).await?;
     stream.set_nodelay(true)?;
@@ -50,16 +91,22 @@ pub async fn run(
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let mut sample = Sample::default();
-    let start = Instant::now();
+    let start = match schedule {
+        Some((from, _)) => {
+            tokio::time::sleep_until(from.into()).await;
+            from
+        }
+        None => Instant::now(),
+    };
     let mut id: u64 = 0;
     while start.elapsed() < duration {
         // At a fixed rate, a request counts from when it was due if the
         // connection fell behind (the server was slow: queueing is not
         // hidden), and from when the timer woke it otherwise (the timer's
         // millisecond granularity is not the server's latency).
-        let due = match interval {
-            Some(every) => {
-                let due = start + every * u32::try_from(id).unwrap_or(u32::MAX);
+        let due = match schedule {
+            Some((_, schedule)) => {
+                let due = start + schedule.due(id);
                 if due > Instant::now() {
                     tokio::time::sleep_until(due.into()).await;
                     Instant::now()
@@ -101,4 +148,46 @@ pub async fn run(
         }
     }
     Ok(sample)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_take_turns_at_a_fixed_rate() {
+        let all = Schedule::spread(16, 5000);
+        assert_eq!(all.len(), 16);
+        // Every due time of every connection over one second, in order:
+        // one request each 200 µs, none two at once.
+        let mut due: Vec<Duration> = all
+            .iter()
+            .flat_map(|s| (0..313).map(move |k| s.due(k)))
+            .filter(|d| *d < Duration::from_secs(1))
+            .collect();
+        due.sort_unstable();
+        assert_eq!(due.len(), 5000);
+        for (k, d) in due.iter().enumerate() {
+            let want = Duration::from_micros(200) * u32::try_from(k).unwrap();
+            assert!(
+                d.abs_diff(want) < Duration::from_micros(1),
+                "request {k} due at {d:?}, not {want:?}"
+            );
+        }
+        // Each connection keeps the rate's share: 5000 / 16 requests/s.
+        assert!(all.iter().all(|s| s.every == Duration::from_micros(3200)));
+    }
+
+    #[test]
+    fn one_connection_sends_at_the_whole_rate() {
+        let all = Schedule::spread(1, 1000);
+        assert_eq!(
+            all,
+            vec![Schedule {
+                offset: Duration::ZERO,
+                every: Duration::from_millis(1)
+            }]
+        );
+        assert_eq!(all[0].due(3), Duration::from_millis(3));
+    }
 }

@@ -250,11 +250,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             conns: conns(warden.addr, "/mcp/bench", true),
         },
     ];
-    let interval = args
+    let schedules = args
         .rate
-        .map(|r| Duration::from_secs_f64(args.connections as f64 / f64::from(r.max(1))));
+        .map(|r| load::Schedule::spread(args.connections, r));
     for t in &targets {
-        measure(t, args.warmup, interval)
+        measure(t, args.warmup, schedules.as_deref())
             .await
             .with_context(|| format!("warming up {}", t.name))?;
     }
@@ -278,7 +278,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             let cpu_before = procstat::cpu_seconds(t.pid)?;
             let host_before = procstat::host_ticks()?;
             let head_before = audit.audit_head().await?.seq;
-            let (sample, took) = measure(t, slice, interval).await?;
+            let (sample, took) = measure(t, slice, schedules.as_deref()).await?;
             total.2 += procstat::cpu_seconds(t.pid)? - cpu_before;
             let host_after = procstat::host_ticks()?;
             total.3.0 += host_after.0.saturating_sub(host_before.0);
@@ -369,18 +369,27 @@ fn pid(child: &Child) -> anyhow::Result<u32> {
         .ok_or_else(|| anyhow!("a benchmark process exited"))
 }
 
+/// Time given to the connections to connect before a fixed rate starts.
+const CONNECTING: Duration = Duration::from_millis(50);
+
 /// Runs every connection of `t` for `duration`.
 async fn measure(
     t: &Target,
     duration: Duration,
-    interval: Option<Duration>,
+    schedules: Option<&[load::Schedule]>,
 ) -> anyhow::Result<(load::Sample, Duration)> {
-    let start = std::time::Instant::now();
+    // At a fixed rate every connection's turns count from one instant, a
+    // moment after they begin to connect.
+    let start = std::time::Instant::now() + schedules.map_or(Duration::ZERO, |_| CONNECTING);
     let tasks: Vec<_> = t
         .conns
         .iter()
         .cloned()
-        .map(|c| tokio::spawn(load::run(c, duration, interval)))
+        .enumerate()
+        .map(|(i, c)| {
+            let schedule = schedules.and_then(|s| s.get(i)).map(|s| (start, *s));
+            tokio::spawn(load::run(c, duration, schedule))
+        })
         .collect();
     let mut all = load::Sample::default();
     for task in tasks {
