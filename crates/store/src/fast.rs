@@ -778,8 +778,9 @@ fn run_in_idle_time() {
     }
 }
 
-/// How long the indexer runs at most before it gives up the core for a
-/// moment, within a step as between steps.
+/// How long a background index step runs at most before it gives up the
+/// core for a moment ([`pause_while_stepping`]); between two steps the
+/// indexer yields.
 const INDEX_SLICE: Duration = Duration::from_micros(100);
 
 /// SQLite virtual-machine instructions between two looks at the clock
