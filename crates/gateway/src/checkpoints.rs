@@ -18,14 +18,41 @@ use warden_audit::{ChainHead, Checkpoint, NoteSigner, check_link};
 use warden_config::AuditConfig;
 use warden_store::{Store, StoredCheckpoint};
 
-/// Records read, then hashed, at a time, with a yield to the runtime after
-/// each page. Both steps are short for it: a read of 256 records on a
-/// blocking thread (under `SCHED_BATCH` a request thread woken meanwhile
-/// waits for that read to end), then about three SHA-256 each (the link,
-/// the leaf, the tree) on the runtime's thread, some 0.3 ms. A whole
-/// second's records at once (5,000-10,000 in `warden-bench`) stalled every
-/// request for milliseconds, once a second: the p99 at a fixed rate.
-const PAGE: u32 = 256;
+/// How a checkpoint reads and hashes the records it adds: a page of
+/// records is read on a blocking thread, then hashed (about three SHA-256
+/// each: the link, the leaf, the tree) on the runtime's thread, and the
+/// checkpoint then yields to the runtime and rests before the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Records read, then hashed, at a time.
+    pub page: u32,
+    /// How long it rests after each page (besides yielding).
+    pub rest: Duration,
+}
+
+impl Pace {
+    /// A checkpoint that someone waits for (`warden audit checkpoint`, the
+    /// one at shutdown): pages of 256 (some 0.3 ms of hashing), one after
+    /// the other, with a yield between two.
+    pub const EAGER: Self = Self {
+        page: 256,
+        rest: Duration::ZERO,
+    };
+
+    /// The gateway's own checkpoints while it serves: pages of 64 (about
+    /// 0.1 ms of work with their read), each followed by a rest of a
+    /// millisecond (one or two ticks of the runtime's timer). That keeps a
+    /// checkpoint to about a tenth of the core at most, and still absorbs
+    /// some 30,000 records a second or more, above what one core appends.
+    /// Back to back, the records of one second (10,000 at 5,000 requests/s
+    /// in `warden-bench`) took the core for some 10-15 ms within 40 ms
+    /// while the requests needed it too: once a second, 20-180 requests
+    /// queued behind them for 2.5-6 ms (docs/performance.md).
+    pub const BACKGROUND: Self = Self {
+        page: 64,
+        rest: Duration::from_millis(1),
+    };
+}
 
 /// Reads the checkpoint signing key, making one first when `create` and
 /// there is none (0600).
@@ -67,12 +94,23 @@ pub fn generate(path: &Path) -> Result<SigningKey, String> {
     Ok(key)
 }
 
-/// Checkpoints every record not yet checkpointed; the new checkpoint, or
-/// none when there was nothing new.
+/// Checkpoints every record not yet checkpointed, as fast as it can
+/// ([`Pace::EAGER`]); the new checkpoint, or none when there was nothing
+/// new.
 pub async fn checkpoint_now(
     store: &dyn Store,
     signer: &NoteSigner,
     now: u64,
+) -> Result<Option<Checkpoint>, String> {
+    checkpoint_at(store, signer, now, Pace::EAGER).await
+}
+
+/// [`checkpoint_now`], reading and hashing the records at `pace`.
+pub async fn checkpoint_at(
+    store: &dyn Store,
+    signer: &NoteSigner,
+    now: u64,
+    pace: Pace,
 ) -> Result<Option<Checkpoint>, String> {
     let latest = store.latest_checkpoint().await.map_err(|e| e.to_string())?;
     let (mut tree, mut head) = match &latest {
@@ -100,7 +138,7 @@ pub async fn checkpoint_now(
             (tree, head)
         }
     };
-    absorb(&mut tree, &mut head, |after, limit| async move {
+    absorb(&mut tree, &mut head, pace, |after, limit| async move {
         store
             .audit_entries(after, limit)
             .await
@@ -124,13 +162,14 @@ pub async fn checkpoint_now(
     Ok(Some(checkpoint))
 }
 
-/// Adds every record after `head`, read `PAGE` at a time by `read`
+/// Adds every record after `head`, read a page at a time by `read`
 /// (after, limit), to `tree`, checking that each continues the chain. The
-/// hashing runs on the runtime's thread, so it yields after each page:
-/// requests run there in between.
+/// hashing runs on the runtime's thread, so it yields after each page, and
+/// rests as `pace` says: requests run there in between.
 async fn absorb<F, Fut>(
     tree: &mut CompactTree,
     head: &mut ChainHead,
+    pace: Pace,
     mut read: F,
 ) -> Result<(), String>
 where
@@ -138,7 +177,7 @@ where
     Fut: std::future::Future<Output = Result<Vec<warden_audit::ChainEntry>, String>>,
 {
     loop {
-        let page = read(head.seq, PAGE).await?;
+        let page = read(head.seq, pace.page).await?;
         if page.is_empty() {
             return Ok(());
         }
@@ -146,7 +185,11 @@ where
             check_link(head, e).map_err(|e| format!("not checkpointed: {e}"))?;
             tree.push(leaf_hash(&e.body));
         }
-        tokio::task::yield_now().await;
+        if pace.rest.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(pace.rest).await;
+        }
     }
 }
 
@@ -178,7 +221,8 @@ pub(crate) fn run(
             if new == 0 || (new < every && since.elapsed() < interval) {
                 continue;
             }
-            match checkpoint_now(store.as_ref(), &signer, crate::auth::now_secs()).await {
+            let now = crate::auth::now_secs();
+            match checkpoint_at(store.as_ref(), &signer, now, Pace::BACKGROUND).await {
                 Ok(Some(c)) => {
                     tracing::debug!(size = c.size, "audit checkpoint signed");
                     last = c.size;
@@ -199,18 +243,35 @@ mod tests {
     use super::*;
 
     /// A reader over `records` (seq 1 is the first), noting the limit of
-    /// every read.
+    /// every read and when it was made.
     fn reader(
         records: &[warden_audit::ChainEntry],
-        limits: &std::sync::Mutex<Vec<u32>>,
+        limits: &std::sync::Mutex<Vec<(u32, std::time::Instant)>>,
     ) -> impl FnMut(u64, u32) -> std::future::Ready<Result<Vec<warden_audit::ChainEntry>, String>>
     {
         move |after, limit| {
-            limits.lock().unwrap().push(limit);
+            limits
+                .lock()
+                .unwrap()
+                .push((limit, std::time::Instant::now()));
             let from = usize::try_from(after).unwrap().min(records.len());
             let to = (from + limit as usize).min(records.len());
             std::future::ready(Ok(records[from..to].to_vec()))
         }
+    }
+
+    /// Another task on the one thread, as a request would be, counting how
+    /// often it runs.
+    fn another_task() -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counting = ran.clone();
+        let other = tokio::spawn(async move {
+            loop {
+                counting.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+            }
+        });
+        (ran, other)
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -220,26 +281,19 @@ mod tests {
         let page: Vec<_> = (0..records)
             .map(|i| writer.append(format!(r#"{{"n":{i}}}"#).into_bytes()))
             .collect();
-        // Another task on the one thread, as a request would be: how often
-        // it runs while the records are read and hashed.
-        let ran = Arc::new(AtomicUsize::new(0));
-        let counting = ran.clone();
-        let other = tokio::spawn(async move {
-            loop {
-                counting.fetch_add(1, Ordering::SeqCst);
-                tokio::task::yield_now().await;
-            }
-        });
+        // How often a request could run while the records are read and
+        // hashed.
+        let (ran, other) = another_task();
         let limits = std::sync::Mutex::new(Vec::new());
         let (mut tree, mut head) = (CompactTree::new(), ChainHead::default());
-        absorb(&mut tree, &mut head, reader(&page, &limits))
+        absorb(&mut tree, &mut head, Pace::EAGER, reader(&page, &limits))
             .await
             .unwrap();
         other.abort();
         assert_eq!((tree.size(), head), (2_000, writer));
         // Every read is a short one, and the other task ran after each.
         let limits = limits.into_inner().unwrap();
-        assert!(limits.iter().all(|&l| l <= 256), "{limits:?}");
+        assert!(limits.iter().all(|&(l, _)| l <= 256), "{limits:?}");
         let pages = records / 256;
         assert!(
             ran.load(Ordering::SeqCst) >= pages,
@@ -252,9 +306,52 @@ mod tests {
         let (mut tree, mut head) = (CompactTree::new(), ChainHead::default());
         let none = std::sync::Mutex::new(Vec::new());
         assert!(
-            absorb(&mut tree, &mut head, reader(&wrong, &none))
+            absorb(&mut tree, &mut head, Pace::EAGER, reader(&wrong, &none))
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_background_checkpoint_rests_after_every_page() {
+        let mut writer = ChainHead::default();
+        let records: Vec<_> = (0..1_000)
+            .map(|i| writer.append(format!(r#"{{"n":{i}}}"#).into_bytes()))
+            .collect();
+        let (ran, other) = another_task();
+        let reads = std::sync::Mutex::new(Vec::new());
+        let (mut tree, mut head) = (CompactTree::new(), ChainHead::default());
+        absorb(
+            &mut tree,
+            &mut head,
+            Pace::BACKGROUND,
+            reader(&records, &reads),
+        )
+        .await
+        .unwrap();
+        other.abort();
+        // The same tree as a checkpoint made at once.
+        let (mut eager, mut eager_head) = (CompactTree::new(), ChainHead::default());
+        let none = std::sync::Mutex::new(Vec::new());
+        absorb(
+            &mut eager,
+            &mut eager_head,
+            Pace::EAGER,
+            reader(&records, &none),
+        )
+        .await
+        .unwrap();
+        assert_eq!((tree.root(), head), (eager.root(), eager_head));
+        assert_eq!(head, writer);
+        // Pages of 64 (16 of them, then an empty read), a rest of at least
+        // a millisecond after each, and the other task ran in every rest.
+        let reads = reads.into_inner().unwrap();
+        assert_eq!(reads.len(), 1_000usize.div_ceil(64) + 1);
+        assert!(reads.iter().all(|&(l, _)| l == 64), "{reads:?}");
+        for pair in reads.windows(2) {
+            let gap = pair[1].1 - pair[0].1;
+            assert!(gap >= Pace::BACKGROUND.rest, "{gap:?} between two pages");
+        }
+        assert!(ran.load(Ordering::SeqCst) >= reads.len() - 1);
     }
 }
