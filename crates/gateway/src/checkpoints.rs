@@ -120,15 +120,21 @@ pub async fn checkpoint_now(
     signer: &NoteSigner,
     now: u64,
 ) -> Result<Option<Checkpoint>, String> {
-    checkpoint_at(store, signer, now, Pace::EAGER).await
+    let until = store.audit_head().await.map_err(|e| e.to_string())?.seq;
+    checkpoint_at(store, signer, now, Pace::EAGER, until).await
 }
 
-/// [`checkpoint_now`], reading and hashing the records at `pace`.
+/// [`checkpoint_now`], up to record `until` (the newest when the caller
+/// looked: records appended while it runs go to the next checkpoint, so it
+/// ends even under a steady load; read at `pace`, it would otherwise chase
+/// the newest records for as long as they keep coming), reading and
+/// hashing the records at `pace`.
 pub async fn checkpoint_at(
     store: &dyn Store,
     signer: &NoteSigner,
     now: u64,
     pace: Pace,
+    until: u64,
 ) -> Result<Option<Checkpoint>, String> {
     let latest = store.latest_checkpoint().await.map_err(|e| e.to_string())?;
     let (mut tree, mut head) = match &latest {
@@ -156,11 +162,6 @@ pub async fn checkpoint_at(
             (tree, head)
         }
     };
-    // Up to the newest record now: records appended while it runs go to
-    // the next checkpoint, so it ends even under a steady load (read at
-    // `pace`, it would otherwise chase the newest records for as long as
-    // they keep coming).
-    let until = store.audit_head().await.map_err(|e| e.to_string())?.seq;
     absorb(
         &mut tree,
         &mut head,
@@ -258,7 +259,8 @@ pub(crate) fn run(
                 continue;
             }
             let now = crate::auth::now_secs();
-            match checkpoint_at(store.as_ref(), &signer, now, Pace::for_backlog(new)).await {
+            let pace = Pace::for_backlog(new);
+            match checkpoint_at(store.as_ref(), &signer, now, pace, head.seq).await {
                 Ok(Some(c)) => {
                     tracing::debug!(size = c.size, "audit checkpoint signed");
                     last = c.size;
