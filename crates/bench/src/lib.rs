@@ -1,9 +1,11 @@
 //! The parts of `warden-bench`: the fast upstream, the floor proxy, the
-//! Warden set-up (policies, agents), the load generator and `/proc` readings.
+//! Warden set-up (policies, agents), the load generator, `/proc` readings
+//! and the probe of the machine's own stalls.
 //! `benches/phases.rs` reuses the set-up for per-phase micro-benchmarks.
 
 pub mod floor;
 pub mod load;
 pub mod procstat;
 pub mod setup;
+pub mod stalls;
 pub mod upstream;

@@ -1,9 +1,10 @@
 //! The load generator: keep-alive HTTP/1.1 connections (hyper), closed loop
-//! or at a fixed rate. At a fixed rate, a request that is sent late because
-//! the previous answer was late counts from when it was due, so queueing is
-//! not hidden (no coordinated omission), and the connections take turns:
-//! at 5,000 requests/s over 16 connections one request is due every 200 µs,
-//! not 16 at once every 3.2 ms ([`Schedule`]).
+//! or at a fixed rate. At a fixed rate, every request counts from when it
+//! was due, so queueing is not hidden (no coordinated omission), and the
+//! connections take turns: at 5,000 requests/s over 16 connections one
+//! request is due every 200 µs, not 16 at once every 3.2 ms ([`Schedule`]),
+//! and a thread of its own hands each connection its turns as they fall
+//! due ([`pace`]), not five at once each millisecond (tokio's timer).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -77,44 +78,84 @@ impl Schedule {
     }
 }
 
-/// Runs one connection for `duration`; `schedule` sets a fixed rate, from
-/// the given instant on (the same for every connection, so that their turns
-/// hold whenever each finished connecting).
-pub async fn run(
-    conn: Conn,
+/// A connection's turns at a fixed rate: the instants its requests fall
+/// due, each handed over once it has come ([`pace`]).
+pub type Turns = tokio::sync::mpsc::UnboundedReceiver<Instant>;
+
+/// Hands each connection its turns, from `start` until `duration` has
+/// passed, as each falls due: `schedules[i]` sets connection `i`'s, and
+/// the receiver `i` returned gets them. The turns of all connections are
+/// handed out in the order they fall due, from a thread of its own that
+/// sleeps until each: tokio's timer fires once a millisecond at most, so
+/// connections whose turns fell in the same millisecond were woken
+/// together and sent together, five requests at once at 5,000 a second,
+/// a burst no fixed rate of single requests sends. The thread ends, and
+/// the receivers with it, after the last turn.
+#[must_use]
+pub fn pace(
+    start: Instant,
     duration: Duration,
-    schedule: Option<(Instant, Schedule)>,
-) -> anyhow::Result<Sample> {
+    schedules: &[Schedule],
+) -> (std::thread::JoinHandle<()>, Vec<Turns>) {
+    let (senders, receivers): (Vec<_>, Vec<_>) = schedules
+        .iter()
+        .map(|_| tokio::sync::mpsc::unbounded_channel())
+        .unzip();
+    let schedules = schedules.to_vec();
+    let pacer = std::thread::spawn(move || {
+        let mut next = vec![0u64; schedules.len()];
+        loop {
+            // The connection whose next turn falls due first.
+            let Some((i, due)) = schedules
+                .iter()
+                .zip(&next)
+                .map(|(s, k)| s.due(*k))
+                .enumerate()
+                .min_by_key(|(_, due)| *due)
+            else {
+                return;
+            };
+            if due >= duration {
+                return;
+            }
+            let at = start + due;
+            let wait = at.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            if let (Some(tx), Some(k)) = (senders.get(i), next.get_mut(i)) {
+                // A connection that has ended (it broke) takes no more.
+                let _ = tx.send(at);
+                *k += 1;
+            }
+        }
+    });
+    (pacer, receivers)
+}
+
+/// Runs one connection: closed loop for `duration`, or, given `turns`,
+/// one request per turn, each counted from when it fell due.
+pub async fn run(conn: Conn, duration: Duration, turns: Option<Turns>) -> anyhow::Result<Sample> {
     let stream = tokio::net::TcpStream::connect(conn.addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let mut sample = Sample::default();
-    let start = match schedule {
-        Some((from, _)) => {
-            tokio::time::sleep_until(from.into()).await;
-            from
-        }
-        None => Instant::now(),
-    };
+    let start = Instant::now();
+    let mut turns = turns;
     let mut id: u64 = 0;
-    while start.elapsed() < duration {
-        // At a fixed rate, a request counts from when it was due if the
-        // connection fell behind (the server was slow: queueing is not
-        // hidden), and from when the timer woke it otherwise (the timer's
-        // millisecond granularity is not the server's latency).
-        let due = match schedule {
-            Some((_, schedule)) => {
-                let due = start + schedule.due(id);
-                if due > Instant::now() {
-                    tokio::time::sleep_until(due.into()).await;
-                    Instant::now()
-                } else {
-                    due
-                }
-            }
-            None => Instant::now(),
+    loop {
+        // At a fixed rate a request counts from when it was due, however
+        // late it is sent: the previous answer was late, or the load's
+        // core was held (queueing is not hidden).
+        let due = match turns.as_mut() {
+            Some(turns) => match turns.recv().await {
+                Some(due) => due,
+                None => break,
+            },
+            None if start.elapsed() < duration => Instant::now(),
+            None => break,
         };
         id += 1;
         let mut req = hyper::Request::post(&conn.path)
@@ -176,6 +217,36 @@ mod tests {
         }
         // Each connection keeps the rate's share: 5000 / 16 requests/s.
         assert!(all.iter().all(|s| s.every == Duration::from_micros(3200)));
+    }
+
+    #[test]
+    fn turns_are_handed_out_as_they_fall_due_and_end_with_the_duration() {
+        let start = Instant::now() + Duration::from_millis(5);
+        let schedules = Schedule::spread(3, 1000);
+        let (pacer, turns) = pace(start, Duration::from_millis(30), &schedules);
+        // Each connection's turns, with when each was received.
+        let got: Vec<Vec<(Instant, Instant)>> = turns
+            .into_iter()
+            .map(|mut rx| {
+                std::iter::from_fn(|| rx.blocking_recv().map(|due| (due, Instant::now()))).collect()
+            })
+            .collect();
+        pacer.join().unwrap();
+        // One turn a millisecond in all, taken in turn: connection i has
+        // the milliseconds i, i + 3, ... before 30.
+        for (i, turns) in got.iter().enumerate() {
+            let want: Vec<Instant> = (0..30)
+                .filter(|ms| ms % 3 == i)
+                .map(|ms| start + Duration::from_millis(ms as u64))
+                .collect();
+            let dues: Vec<Instant> = turns.iter().map(|(due, _)| *due).collect();
+            assert_eq!(dues, want, "connection {i}");
+            // None handed over before it fell due.
+            assert!(
+                turns.iter().all(|(due, seen)| seen >= due),
+                "connection {i}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! check, Cedar over a realistic policy set, durable hash-chained audit).
 //! See `docs/performance.md`.
 
-use warden_bench::{floor, load, procstat, setup, upstream};
+use warden_bench::{floor, load, procstat, setup, stalls, upstream};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +51,10 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Before the rounds, how long to probe each core for the machine's
+    /// own stalls (a 200 µs nap waking 1 ms late or more); `0s` skips it.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    machine_check: Duration,
     /// Internal: run one role of the benchmark.
     #[arg(long, value_enum, hide = true)]
     role: Option<Role>,
@@ -67,6 +71,9 @@ enum Role {
     Upstream,
     Floor,
     Warden,
+    /// Probes the core it runs on for stalls for `--duration`, then
+    /// prints what it saw as one line of JSON.
+    Probe,
 }
 
 /// One target's figures.
@@ -93,10 +100,21 @@ struct Figures {
     /// target was measured (`/proc/stat` steal): figures measured under
     /// steal are not comparable with a quiet machine's.
     host_steal_pct: f64,
+    /// At a fixed rate (floor and warden): the share of requests, in
+    /// percent, answered more than 1 ms later than direct's p99. The p99
+    /// budget of issue 7 holds while it is below 1; unlike the p99 itself,
+    /// it says how far off it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    over_budget_pct: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.role == Some(Role::Probe) {
+        // On this thread alone: no runtime's threads beside it on the core.
+        println!("{}", serde_json::to_string(&stalls::probe(args.duration))?);
+        return Ok(());
+    }
     // The roles run on one thread each, so that --pin measures one core.
     let threads = if args.role.is_some() { 1 } else { 2 };
     if args.pin && args.role.is_none() {
@@ -133,6 +151,7 @@ async fn run_role(role: Role, args: &Args) -> anyhow::Result<()> {
             .await
         }
         Role::Warden => setup::serve(args.dir.as_deref().ok_or_else(|| anyhow!("--dir"))?).await,
+        Role::Probe => Err(anyhow!("the probe runs without a runtime")),
     }
 }
 
@@ -200,6 +219,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
+    // First, while nothing else of the run exists yet: the machine's own
+    // stalls on each core the run uses.
+    let machine = machine_check(args.machine_check, args.pin).await?;
     let up = spawn("upstream", &[], load_cpu).await?;
     let upstream_url = format!("http://{}/mcp", up.addr);
     let floor = spawn("floor", &["--upstream", &upstream_url], proxy_cpu).await?;
@@ -294,9 +316,17 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut results = serde_json::Map::new();
     let mut rows = Vec::new();
+    let mut direct_p99 = None;
     for (t, (mut sample, took, cpu, host)) in targets.iter().zip(totals) {
         let mut figures = figures(&mut sample, took, cpu, procstat::peak_rss_mb(t.pid)?);
         figures.host_steal_pct = procstat::steal_pct(host);
+        match direct_p99 {
+            None => direct_p99 = Some(figures.p99_us),
+            Some(p99) if args.rate.is_some() => {
+                figures.over_budget_pct = Some(over_pct(&sample.latencies_us, p99 + BUDGET_US));
+            }
+            Some(_) => {}
+        }
         if t.name == "warden" {
             figures.audit_records_per_s = Some(audited as f64 / took.as_secs_f64().max(1e-9));
         }
@@ -304,6 +334,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         results.insert(t.name.to_owned(), serde_json::to_value(&figures)?);
     }
     print_table(args, &rows);
+    print_machine(&machine);
     if let Some(path) = &args.json {
         let mut doc = serde_json::Map::new();
         doc.insert("config".into(), serde_json::json!({
@@ -311,11 +342,111 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             "rate": args.rate, "agents": args.agents, "policies": setup::POLICY_AGENTS + 2, "pinned": args.pin,
         }));
         doc.extend(results);
+        if !machine.is_empty() {
+            let cores: serde_json::Map<String, serde_json::Value> = machine
+                .iter()
+                .map(|(side, _, s)| Ok(((*side).to_owned(), serde_json::to_value(s)?)))
+                .collect::<anyhow::Result<_>>()?;
+            doc.insert("machine".into(), cores.into());
+        }
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     drop((up, floor, warden));
     Ok(())
+}
+
+/// The p99 budget at a fixed rate: within this many µs of direct's.
+const BUDGET_US: u32 = 1000;
+
+/// The share of `sorted` latencies above `limit_us`, in percent.
+fn over_pct(sorted: &[u32], limit_us: u32) -> f64 {
+    let over = sorted.len() - sorted.partition_point(|l| *l <= limit_us);
+    if sorted.is_empty() {
+        0.0
+    } else {
+        100.0 * over as f64 / sorted.len() as f64
+    }
+}
+
+/// Probes, at once, each core the run uses (with `--pin` the proxies' and
+/// the load's, else any) for `duration`, each from a process of its own
+/// that runs nothing else: which side, its CPU, and what was seen. None
+/// for a zero duration.
+async fn machine_check(
+    duration: Duration,
+    pin: bool,
+) -> anyhow::Result<Vec<(&'static str, Option<u32>, stalls::Stalls)>> {
+    if duration.is_zero() {
+        return Ok(Vec::new());
+    }
+    let cores: &[(&str, Option<u32>)] = if pin {
+        &[("proxy_cpu", Some(PROXY_CPU)), ("load_cpu", Some(LOAD_CPU))]
+    } else {
+        &[("any_cpu", None)]
+    };
+    eprintln!(
+        "warden-bench: machine check, {} on idle cores",
+        humantime::format_duration(duration)
+    );
+    let exe = std::env::current_exe()?;
+    let mut probes = Vec::new();
+    for (side, cpu) in cores {
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        command
+            .args(["--role", "probe", "--duration"])
+            .arg(humantime::format_duration(duration).to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        probes.push((*side, *cpu, command.output()));
+    }
+    let mut seen = Vec::new();
+    for (side, cpu, output) in probes {
+        let output = output.await.context("cannot run the machine check")?;
+        if !output.status.success() {
+            anyhow::bail!("the machine check on {side} failed: {}", output.status);
+        }
+        let stalls = serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("the machine check on {side} said nothing readable"))?;
+        seen.push((side, cpu, stalls));
+    }
+    Ok(seen)
+}
+
+fn print_machine(machine: &[(&str, Option<u32>, stalls::Stalls)]) {
+    if machine.is_empty() {
+        return;
+    }
+    let cores: Vec<String> = machine
+        .iter()
+        .map(|(side, cpu, s)| {
+            let name = match (side, cpu) {
+                (_, None) => "any CPU".to_owned(),
+                (&"proxy_cpu", Some(c)) => format!("CPU {c} (proxies)"),
+                (_, Some(c)) => format!("CPU {c} (load, upstream)"),
+            };
+            format!(
+                "{name} {} stalls ({:.1}/s), longest {:.1} ms",
+                s.stalls,
+                s.per_second(),
+                s.longest_us as f64 / 1e3
+            )
+        })
+        .collect();
+    println!(
+        "machine check ({:.1} s on idle cores, a {} µs nap waking {} ms late or more): {}",
+        machine.first().map_or(0.0, |m| m.2.seconds),
+        stalls::NAP.as_micros(),
+        stalls::STALL.as_millis(),
+        cores.join("; ")
+    );
 }
 
 /// With `--pin`: the proxies run on this CPU, the rest on [`LOAD_CPU`].
@@ -405,21 +536,31 @@ async fn measure(
     // At a fixed rate every connection's turns count from one instant, a
     // moment after they begin to connect.
     let start = std::time::Instant::now() + schedules.map_or(Duration::ZERO, |_| CONNECTING);
+    let (pacer, turns) = match schedules {
+        Some(s) => {
+            let (pacer, turns) = load::pace(start, duration, s);
+            (Some(pacer), turns.into_iter().map(Some).collect())
+        }
+        None => (None, Vec::new()),
+    };
+    let mut turns = turns.into_iter();
     let tasks: Vec<_> = t
         .conns
         .iter()
         .cloned()
-        .enumerate()
-        .map(|(i, c)| {
-            let schedule = schedules.and_then(|s| s.get(i)).map(|s| (start, *s));
-            tokio::spawn(load::run(c, duration, schedule))
-        })
+        .map(|c| tokio::spawn(load::run(c, duration, turns.next().flatten())))
         .collect();
     let mut all = load::Sample::default();
     for task in tasks {
         let s = task.await??;
         all.latencies_us.extend(s.latencies_us);
         all.errors += s.errors;
+    }
+    if let Some(pacer) = pacer {
+        // Done with its last turn: every connection has had it.
+        pacer
+            .join()
+            .map_err(|_| anyhow!("the pacing thread panicked"))?;
     }
     Ok((all, start.elapsed()))
 }
@@ -449,6 +590,7 @@ fn figures(sample: &mut load::Sample, took: Duration, cpu_seconds: f64, rss_mb: 
         errors: sample.errors,
         audit_records_per_s: None,
         host_steal_pct: 0.0,
+        over_budget_pct: None,
     }
 }
 
@@ -509,6 +651,17 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
             f.rss_mb,
             f.errors,
             f.host_steal_pct
+        );
+    }
+    let over: Vec<String> = rows
+        .iter()
+        .filter_map(|(name, f)| f.over_budget_pct.map(|p| format!("{name} {p:.2}%")))
+        .collect();
+    if !over.is_empty() {
+        println!(
+            "later than direct's p99 + {} ms: {} (the p99 budget holds below 1%)",
+            BUDGET_US / 1000,
+            over.join(", ")
         );
     }
     let steal = rows.iter().map(|r| r.1.host_steal_pct).fold(0.0, f64::max);

@@ -21,6 +21,7 @@ fn bench(args: &[&str], wrap: Option<&std::path::Path>) -> serde_json::Value {
     }
     let status = command
         .args(["--warmup", "100ms", "--connections", "2"])
+        .args(["--machine-check", "200ms"])
         .args(args)
         .arg("--json")
         .arg(&out)
@@ -60,6 +61,44 @@ fn the_benchmark_runs_and_writes_its_json() {
         );
         let steal = json[target]["host_steal_pct"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&steal), "{target} steal {steal}");
+        // The p99 budget is a fixed rate's: no share over it in a closed loop.
+        assert!(json[target].get("over_budget_pct").is_none(), "{json}");
+    }
+    // The machine was probed first, unpinned: 200 µs naps for 200 ms.
+    let probe = &json["machine"]["any_cpu"];
+    let naps = probe["naps"].as_u64().unwrap();
+    assert!((1..=1000).contains(&naps), "{json}");
+    assert!(probe["stalls"].as_u64().unwrap() <= naps, "{json}");
+    assert!(probe["seconds"].as_f64().unwrap() >= 0.2, "{json}");
+}
+
+/// At a fixed rate every connection takes its turns, all of them: the
+/// requests sent are the rate times the time measured, and the proxies'
+/// figures say what share of their requests missed the p99 budget.
+#[test]
+fn a_fixed_rate_run_sends_its_rate_and_says_how_far_off_the_budget_is() {
+    let json = bench(
+        &[
+            "--duration",
+            "1s",
+            "--rounds",
+            "1",
+            "--agents",
+            "50",
+            "--rate",
+            "200",
+        ],
+        None,
+    );
+    for target in ["direct", "floor", "warden"] {
+        assert_eq!(json[target]["errors"], 0, "{json}");
+        // 200 turns of 200 a second, one each 5 ms, none skipped.
+        assert_eq!(json[target]["requests"], 200, "{target}: {json}");
+    }
+    assert!(json["direct"].get("over_budget_pct").is_none(), "{json}");
+    for target in ["floor", "warden"] {
+        let over = json[target]["over_budget_pct"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&over), "{target}: {json}");
     }
 }
 
