@@ -405,11 +405,16 @@ async fn machine_check(
             .arg(humantime::format_duration(duration).to_string())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
-        probes.push((*side, *cpu, command.output()));
+        // Started here, all of them, so that the cores are probed at once.
+        let probe = command.spawn().context("cannot start the machine check")?;
+        probes.push((*side, *cpu, probe));
     }
     let mut seen = Vec::new();
-    for (side, cpu, output) in probes {
-        let output = output.await.context("cannot run the machine check")?;
+    for (side, cpu, probe) in probes {
+        let output = probe
+            .wait_with_output()
+            .await
+            .context("cannot run the machine check")?;
         if !output.status.success() {
             anyhow::bail!("the machine check on {side} failed: {}", output.status);
         }
