@@ -323,7 +323,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         match direct_p99 {
             None => direct_p99 = Some(figures.p99_us),
             Some(p99) if args.rate.is_some() => {
-                figures.over_budget_pct = Some(over_pct(&sample.latencies_us, p99 + BUDGET_US));
+                figures.over_budget_pct = Some(over_pct(
+                    &sample.latencies_us,
+                    p99.saturating_add(BUDGET_US),
+                ));
             }
             Some(_) => {}
         }
@@ -690,5 +693,19 @@ fn print_table(args: &Args, rows: &[(&str, Figures)]) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_share_over_a_limit_counts_only_what_is_above_it() {
+        let sorted = [100, 500, 1000, 1001, 5000];
+        assert!((over_pct(&sorted, 1000) - 40.0).abs() < 1e-9);
+        assert!((over_pct(&sorted, 5000)).abs() < 1e-9);
+        assert!((over_pct(&sorted, 0) - 100.0).abs() < 1e-9);
+        assert!(over_pct(&[], 1000).abs() < 1e-9);
     }
 }
