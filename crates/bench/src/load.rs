@@ -71,10 +71,13 @@ impl Schedule {
             .collect()
     }
 
-    /// When request `k` (from 0) is due, after the connection's start.
+    /// When request `k` (from 0) is due, after the connection's start
+    /// (ever later with `k`, saturating).
     #[must_use]
     pub fn due(&self, k: u64) -> Duration {
-        self.offset + self.every * u32::try_from(k).unwrap_or(u32::MAX)
+        let every = u64::try_from(self.every.as_nanos()).unwrap_or(u64::MAX);
+        self.offset
+            .saturating_add(Duration::from_nanos(every.saturating_mul(k)))
     }
 }
 
@@ -90,47 +93,56 @@ pub type Turns = tokio::sync::mpsc::UnboundedReceiver<Instant>;
 /// connections whose turns fell in the same millisecond were woken
 /// together and sent together, five requests at once at 5,000 a second,
 /// a burst no fixed rate of single requests sends. The thread ends, and
-/// the receivers with it, after the last turn.
-#[must_use]
+/// the receivers with it, after the last turn (at once for a schedule
+/// whose turns never advance).
+///
+/// # Errors
+///
+/// If the thread cannot be started.
 pub fn pace(
     start: Instant,
     duration: Duration,
     schedules: &[Schedule],
-) -> (std::thread::JoinHandle<()>, Vec<Turns>) {
+) -> std::io::Result<(std::thread::JoinHandle<()>, Vec<Turns>)> {
     let (senders, receivers): (Vec<_>, Vec<_>) = schedules
         .iter()
         .map(|_| tokio::sync::mpsc::unbounded_channel())
         .unzip();
     let schedules = schedules.to_vec();
-    let pacer = std::thread::spawn(move || {
-        let mut next = vec![0u64; schedules.len()];
-        loop {
-            // The connection whose next turn falls due first.
-            let Some((i, due)) = schedules
-                .iter()
-                .zip(&next)
-                .map(|(s, k)| s.due(*k))
-                .enumerate()
-                .min_by_key(|(_, due)| *due)
-            else {
-                return;
-            };
-            if due >= duration {
+    let pacer = std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || {
+            if schedules.iter().any(|s| s.every.is_zero()) {
                 return;
             }
-            let at = start + due;
-            let wait = at.saturating_duration_since(Instant::now());
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
+            let mut next = vec![0u64; schedules.len()];
+            loop {
+                // The connection whose next turn falls due first.
+                let Some((i, due)) = schedules
+                    .iter()
+                    .zip(&next)
+                    .map(|(s, k)| s.due(*k))
+                    .enumerate()
+                    .min_by_key(|(_, due)| *due)
+                else {
+                    return;
+                };
+                if due >= duration {
+                    return;
+                }
+                let at = start + due;
+                let wait = at.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+                if let (Some(tx), Some(k)) = (senders.get(i), next.get_mut(i)) {
+                    // A connection that has ended (it broke) takes no more.
+                    let _ = tx.send(at);
+                    *k += 1;
+                }
             }
-            if let (Some(tx), Some(k)) = (senders.get(i), next.get_mut(i)) {
-                // A connection that has ended (it broke) takes no more.
-                let _ = tx.send(at);
-                *k += 1;
-            }
-        }
-    });
-    (pacer, receivers)
+        })?;
+    Ok((pacer, receivers))
 }
 
 /// Runs one connection: closed loop for `duration`, or, given `turns`,
@@ -223,7 +235,7 @@ mod tests {
     fn turns_are_handed_out_as_they_fall_due_and_end_with_the_duration() {
         let start = Instant::now() + Duration::from_millis(5);
         let schedules = Schedule::spread(3, 1000);
-        let (pacer, turns) = pace(start, Duration::from_millis(30), &schedules);
+        let (pacer, turns) = pace(start, Duration::from_millis(30), &schedules).unwrap();
         // Each connection's turns, with when each was received.
         let got: Vec<Vec<(Instant, Instant)>> = turns
             .into_iter()
@@ -247,6 +259,14 @@ mod tests {
                 "connection {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_turn_far_ahead_saturates_instead_of_overflowing() {
+        let s = Schedule::spread(16, 1_000_000)[15];
+        // Past u32::MAX turns the due times still move on, and never wrap.
+        assert!(s.due(u64::from(u32::MAX) + 1) > s.due(u64::from(u32::MAX)));
+        assert!(s.due(u64::MAX) >= s.due(u64::MAX / 2));
     }
 
     #[test]

@@ -73,9 +73,8 @@ impl Stalls {
 #[must_use]
 pub fn probe(duration: Duration) -> Stalls {
     let start = Instant::now();
-    let mut late = Vec::with_capacity(
-        usize::try_from(duration.as_micros() / NAP.as_micros().max(1)).unwrap_or(0),
-    );
+    let naps = duration.as_micros() / NAP.as_micros().max(1);
+    let mut late = Vec::with_capacity(usize::try_from(naps).unwrap_or(0).min(1 << 20));
     while start.elapsed() < duration {
         let asked = Instant::now();
         std::thread::sleep(NAP);

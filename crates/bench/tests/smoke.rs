@@ -158,3 +158,18 @@ fn the_gateway_runs_under_the_wrapper_it_is_given() {
     assert_eq!(runs.len(), 1, "{seen}");
     assert!(runs[0].contains("--role warden"), "{seen}");
 }
+
+/// A rate the pacer cannot keep (none, or past a million a second) is
+/// refused before anything starts.
+#[test]
+fn an_impossible_rate_is_refused() {
+    for rate in ["0", "1000001"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden-bench"))
+            .args(["--rate", rate, "--machine-check", "0s"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--rate {rate} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--rate"), "--rate {rate}: {err}");
+    }
+}
