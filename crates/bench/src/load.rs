@@ -147,7 +147,11 @@ pub fn pace(
 
 /// Runs one connection: closed loop for `duration`, or, given `turns`,
 /// one request per turn, each counted from when it fell due.
-pub async fn run(conn: Conn, duration: Duration, turns: Option<Turns>) -> anyhow::Result<Sample> {
+pub async fn run(
+    conn: Conn,
+    duration: Duration,
+    mut turns: Option<Turns>,
+) -> anyhow::Result<Sample> {
     let stream = tokio::net::TcpStream::connect(conn.addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, connection) =
@@ -155,7 +159,6 @@ pub async fn run(conn: Conn, duration: Duration, turns: Option<Turns>) -> anyhow
     tokio::spawn(connection);
     let mut sample = Sample::default();
     let start = Instant::now();
-    let mut turns = turns;
     let mut id: u64 = 0;
     loop {
         // At a fixed rate a request counts from when it was due, however

@@ -162,14 +162,15 @@ struct Server {
     addr: SocketAddr,
 }
 
-async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe()?;
-    // `WARDEN_BENCH_WRAP="valgrind --tool=callgrind"` runs the gateway
-    // under that command (instruction counts, which the host's steal does
-    // not blur; docs/performance.md).
-    let wrap = std::env::var("WARDEN_BENCH_WRAP")
-        .ok()
-        .filter(|_| role == "warden");
+/// The command that runs this benchmark's `role` with `extra` arguments:
+/// on `cpu` if given (`taskset`), under `wrap` if given, its stdout piped
+/// and the process killed when the command is dropped.
+fn role_command(
+    role: &str,
+    extra: &[&str],
+    cpu: Option<u32>,
+    wrap: Option<&str>,
+) -> anyhow::Result<Command> {
     let mut program: Vec<std::ffi::OsString> = Vec::new();
     if let Some(cpu) = cpu {
         program.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
@@ -179,17 +180,28 @@ async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<S
             .flat_map(|w| w.split_whitespace())
             .map(Into::into),
     );
-    program.push(exe.into_os_string());
+    program.push(std::env::current_exe()?.into_os_string());
     let mut program = program.into_iter();
     let mut command = Command::new(program.next().unwrap_or_default());
-    command.args(program);
     command
+        .args(program)
         .arg("--role")
         .arg(role)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    Ok(command)
+}
+
+async fn spawn(role: &str, extra: &[&str], cpu: Option<u32>) -> anyhow::Result<Server> {
+    // `WARDEN_BENCH_WRAP="valgrind --tool=callgrind"` runs the gateway
+    // under that command (instruction counts, which the host's steal does
+    // not blur; docs/performance.md).
+    let wrap = std::env::var("WARDEN_BENCH_WRAP")
+        .ok()
+        .filter(|_| role == "warden");
+    let mut command = role_command(role, extra, cpu, wrap.as_deref())?;
+    command.stderr(Stdio::inherit());
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start the {role}"))?;
@@ -393,24 +405,13 @@ async fn machine_check(
         "warden-bench: machine check, {} on idle cores",
         humantime::format_duration(duration)
     );
-    let exe = std::env::current_exe()?;
+    let duration = humantime::format_duration(duration).to_string();
     let mut probes = Vec::new();
     for (side, cpu) in cores {
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &cpu.to_string()]).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        command
-            .args(["--role", "probe", "--duration"])
-            .arg(humantime::format_duration(duration).to_string())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
         // Started here, all of them, so that the cores are probed at once.
-        let probe = command.spawn().context("cannot start the machine check")?;
+        let probe = role_command("probe", &["--duration", &duration], *cpu, None)?
+            .spawn()
+            .context("cannot start the machine check")?;
         probes.push((*side, *cpu, probe));
     }
     let mut seen = Vec::new();
