@@ -296,12 +296,8 @@ impl FastPath {
         let appended = Arc::new(AtomicU64::new(0));
         let counted = appended.clone();
         let durability = Arc::new(Durability::new(sync));
-        let (to_sync, committed) = mpsc::channel::<Committed>();
-        let committed = Arc::new(SyncQueue {
-            committed: Mutex::new((committed, 0)),
-            answered: Mutex::new(0),
-            turn: Condvar::new(),
-        });
+        let committed = Arc::new(SyncQueue::default());
+        let to_sync = committed.clone();
         for _ in 0..SYNCERS {
             let syncing = durability.clone();
             let committed = committed.clone();
@@ -313,7 +309,11 @@ impl FastPath {
         let refusing = durability.clone();
         std::thread::Builder::new()
             .name("warden-audit-writer".into())
-            .spawn(move || write_loop(writer, rx, &owned, &counted, &to_sync, &refusing))
+            .spawn(move || {
+                // However the writer ends, the syncing threads end too.
+                let _closing = Closing(&to_sync);
+                write_loop(writer, rx, &owned, &counted, &to_sync, &refusing);
+            })
             .map_err(|e| StoreError::Database(format!("cannot start the audit writer: {e}")))?;
         let owned: PathBuf = path.to_owned();
         std::thread::Builder::new()
@@ -556,7 +556,7 @@ fn write_loop(
     rx: mpsc::Receiver<Append>,
     path: &Path,
     appended: &AtomicU64,
-    to_sync: &mpsc::Sender<Committed>,
+    to_sync: &SyncQueue,
     durability: &Durability,
 ) {
     while let Ok(first) = rx.recv() {
@@ -585,7 +585,7 @@ fn write_loop(
                     .zip(sizes)
                     .map(|(job, n)| (job.reply, seqs.by_ref().take(n).collect()))
                     .collect();
-                if let Err(mpsc::SendError(lost)) = to_sync.send(jobs) {
+                if let Err(lost) = to_sync.push(jobs) {
                     for (reply, _) in lost {
                         reply.send(Err(StoreError::Database(
                             "the audit sync has stopped".into(),
@@ -603,12 +603,84 @@ fn write_loop(
     }
 }
 
-/// What the writer committed, for the syncing threads: the batches and how
-/// many groups of them were taken, and how many groups were answered.
+/// What the writer committed, for the syncing threads, and how many
+/// groups of it were answered.
+///
+/// A batch wakes one syncing thread, the one that takes it (a condition
+/// variable, `notify_one`); an idle thread stays asleep. (With a channel
+/// behind a mutex, the thread waiting for the mutex woke as well every
+/// time the other took a batch, only to wait again: one wake-up more per
+/// sync, each some tens of µs of CPU on a virtual machine, see
+/// docs/performance.md.)
+#[derive(Default)]
 struct SyncQueue {
-    committed: Mutex<(mpsc::Receiver<Committed>, u64)>,
+    pending: Mutex<Pending>,
+    /// Signalled when a batch is pushed, or when the writer has ended.
+    work: Condvar,
     answered: Mutex<u64>,
     turn: Condvar,
+}
+
+/// Batches committed and not yet taken by a syncing thread.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<Committed>,
+    /// Groups taken so far: the next group's turn to be answered.
+    taken: u64,
+    /// The writer has ended: nothing more comes.
+    closed: bool,
+}
+
+impl SyncQueue {
+    /// Hands a committed batch to the syncing threads; gives it back if
+    /// they have stopped.
+    fn push(&self, batch: Committed) -> Result<(), Committed> {
+        {
+            let Ok(mut pending) = self.pending.lock() else {
+                return Err(batch);
+            };
+            if pending.closed {
+                return Err(batch);
+            }
+            pending.batches.push(batch);
+        }
+        self.work.notify_one();
+        Ok(())
+    }
+
+    /// Waits for committed batches and takes all of them, with their
+    /// group's turn; none once the writer has ended and all are taken.
+    fn take(&self) -> Option<(u64, Vec<Committed>)> {
+        let mut pending = self.pending.lock().ok()?;
+        while pending.batches.is_empty() {
+            if pending.closed {
+                return None;
+            }
+            pending = self.work.wait(pending).ok()?;
+        }
+        let batches = std::mem::take(&mut pending.batches);
+        pending.taken += 1;
+        Some((pending.taken - 1, batches))
+    }
+
+    /// Nothing more comes: the syncing threads end once they have taken
+    /// what is left.
+    fn close(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.closed = true;
+        }
+        self.work.notify_all();
+    }
+}
+
+/// Closes the sync queue when dropped (the writer thread's end, however
+/// it comes).
+struct Closing<'a>(&'a SyncQueue);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Syncs what the writer committed and answers it: one sync for every
@@ -621,22 +693,7 @@ struct SyncQueue {
 /// for, every dirty page of the file, those another sync is writing
 /// included. Batches are answered in the order they were committed.
 fn sync_loop(queue: &SyncQueue, durability: &Durability) {
-    loop {
-        let (turn, batches) = {
-            let Ok(mut committed) = queue.committed.lock() else {
-                return;
-            };
-            let (rx, taken) = &mut *committed;
-            let Ok(first) = rx.recv() else {
-                return;
-            };
-            let mut batches = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                batches.push(more);
-            }
-            *taken += 1;
-            (*taken - 1, batches)
-        };
+    while let Some((turn, batches)) = queue.take() {
         let last = batches
             .iter()
             .flatten()
@@ -1019,6 +1076,43 @@ mod tests {
         gate.open();
         assert_eq!(append.await.unwrap().unwrap(), [1]);
         assert_eq!(second.await.unwrap().unwrap(), [2]);
+    }
+
+    #[test]
+    fn the_sync_queue_hands_out_all_it_holds_in_turns_and_ends_when_closed() {
+        let queue = Arc::new(SyncQueue::default());
+        let batch = |seq: u64| -> Committed { vec![(Reply::Then(Box::new(|_| {})), vec![seq])] };
+        let seqs = |batches: Vec<Committed>| -> Vec<u64> {
+            batches.into_iter().flatten().flat_map(|(_, s)| s).collect()
+        };
+        assert!(queue.push(batch(1)).is_ok());
+        assert!(queue.push(batch(2)).is_ok());
+        let (turn, taken) = queue.take().unwrap();
+        assert_eq!((turn, seqs(taken)), (0, vec![1, 2]), "both, in order");
+        // A thread waiting for work gets the next batch, as the next turn.
+        let waiting = std::thread::spawn({
+            let queue = queue.clone();
+            move || queue.take().map(|(turn, b)| (turn, seqs(b)))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(queue.push(batch(3)).is_ok());
+        assert_eq!(waiting.join().unwrap(), Some((1, vec![3])));
+        // Closed: what is left is still taken, then nothing; a push is
+        // given back.
+        assert!(queue.push(batch(4)).is_ok());
+        queue.close();
+        assert!(queue.push(batch(5)).is_err());
+        assert_eq!(queue.take().map(|(t, b)| (t, seqs(b))), Some((2, vec![4])));
+        assert!(queue.take().is_none());
+        // A thread waiting when the queue closes ends too.
+        let queue = Arc::new(SyncQueue::default());
+        let waiting = std::thread::spawn({
+            let queue = queue.clone();
+            move || queue.take().is_none()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(Closing(&queue));
+        assert!(waiting.join().unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
