@@ -4,7 +4,7 @@
 //! check, Cedar over a realistic policy set, durable hash-chained audit).
 //! See `docs/performance.md`.
 
-use warden_bench::{floor, load, procstat, setup, stalls, upstream};
+use warden_bench::{floor, handoff, load, procstat, setup, stalls, upstream};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +74,9 @@ enum Role {
     /// Probes the core it runs on for stalls for `--duration`, then
     /// prints what it saw as one line of JSON.
     Probe,
+    /// Echoes each byte of its stdin to its stdout; at the end, its CPU
+    /// time in ns, one line.
+    Echo,
 }
 
 /// One target's figures.
@@ -116,6 +119,11 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&stalls::probe(args.duration))?);
         return Ok(());
     }
+    if args.role == Some(Role::Echo) {
+        // On this thread alone, as the probe.
+        handoff::echo(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())?;
+        return Ok(());
+    }
     // The roles run on one thread each, so that --pin measures one core.
     let threads = if args.role.is_some() { 1 } else { 2 };
     if args.pin && args.role.is_none() {
@@ -152,7 +160,7 @@ async fn run_role(role: Role, args: &Args) -> anyhow::Result<()> {
             .await
         }
         Role::Warden => setup::serve(args.dir.as_deref().ok_or_else(|| anyhow!("--dir"))?).await,
-        Role::Probe => Err(anyhow!("the probe runs without a runtime")),
+        Role::Probe | Role::Echo => Err(anyhow!("the probe and the echo run without a runtime")),
     }
 }
 
@@ -235,6 +243,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     // First, while nothing else of the run exists yet: the machine's own
     // stalls on each core the run uses.
     let machine = machine_check(args.machine_check, args.pin).await?;
+    let hand_offs = hand_offs(args.machine_check, args.pin).await?;
     let up = spawn("upstream", &[], load_cpu).await?;
     let upstream_url = format!("http://{}/mcp", up.addr);
     let floor = spawn("floor", &["--upstream", &upstream_url], proxy_cpu).await?;
@@ -351,6 +360,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     print_table(args, &rows);
     print_machine(&machine);
+    print_hand_offs(&hand_offs);
     if let Some(path) = &args.json {
         let mut doc = serde_json::Map::new();
         doc.insert("config".into(), serde_json::json!({
@@ -364,6 +374,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
                 .map(|(side, _, s)| Ok(((*side).to_owned(), serde_json::to_value(s)?)))
                 .collect::<anyhow::Result<_>>()?;
             doc.insert("machine".into(), cores.into());
+        }
+        if !hand_offs.is_empty() {
+            let placements: serde_json::Map<String, serde_json::Value> = hand_offs
+                .iter()
+                .map(|(side, h)| Ok(((*side).to_owned(), serde_json::to_value(h)?)))
+                .collect::<anyhow::Result<_>>()?;
+            doc.insert("hand_offs".into(), placements.into());
         }
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
@@ -456,6 +473,89 @@ fn print_machine(machine: &[(&str, Option<u32>, stalls::Stalls)]) {
         stalls::NAP.as_micros(),
         stalls::STALL.as_millis(),
         cores.join("; ")
+    );
+}
+
+/// How long each placement of the echo is measured at most.
+const HAND_OFF_TIME: Duration = Duration::from_secs(1);
+
+/// After the stall probes, for at most [`HAND_OFF_TIME`] each (and no
+/// longer than the machine check): what a hand-off costs, one byte sent
+/// by this process to an echo process and back, with `--pin` once with
+/// the echo on the load's CPU (`same_cpu`: this process runs there) and
+/// once on the proxies' (`cross_cpu`), else wherever the scheduler puts it
+/// (`any_cpu`). None for a zero duration.
+async fn hand_offs(
+    duration: Duration,
+    pin: bool,
+) -> anyhow::Result<Vec<(&'static str, handoff::HandOff)>> {
+    if duration.is_zero() {
+        return Ok(Vec::new());
+    }
+    let placements: &[(&str, Option<u32>)] = if pin {
+        &[("same_cpu", Some(LOAD_CPU)), ("cross_cpu", Some(PROXY_CPU))]
+    } else {
+        &[("any_cpu", None)]
+    };
+    let duration = duration.min(HAND_OFF_TIME);
+    let mut seen = Vec::new();
+    for (placement, cpu) in placements {
+        let mut command = role_command("echo", &[], *cpu, None)?;
+        // Blocking pipes, driven from a thread of the blocking pool (this
+        // process's threads all run on the load's CPU with `--pin`).
+        let mut echo = command
+            .as_std_mut()
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("cannot start the hand-off echo")?;
+        let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<handoff::HandOff> {
+            let (mut to, mut from) = echo
+                .stdin
+                .take()
+                .zip(echo.stdout.take())
+                .ok_or_else(|| anyhow!("the hand-off echo has no pipes"))?;
+            let pinged = handoff::ping(&mut to, &mut from, duration);
+            // Its input ends: the echo says its CPU time and exits.
+            drop(to);
+            let mut rest = String::new();
+            let read = std::io::Read::read_to_string(&mut from, &mut rest);
+            let status = echo.wait()?;
+            let (times, ours) = pinged.context("the hand-off echo did not answer")?;
+            read.context("cannot read the hand-off echo's CPU time")?;
+            anyhow::ensure!(status.success(), "the hand-off echo failed: {status}");
+            let theirs = rest.trim().parse::<u64>().ok().filter(|ns| *ns > 0);
+            Ok(handoff::HandOff::of(
+                times,
+                ours.zip(theirs).map(|(a, b)| a.saturating_add(b)),
+            ))
+        })
+        .await??;
+        seen.push((*placement, measured));
+    }
+    Ok(seen)
+}
+
+fn print_hand_offs(hand_offs: &[(&str, handoff::HandOff)]) {
+    if hand_offs.is_empty() {
+        return;
+    }
+    let placements: Vec<String> = hand_offs
+        .iter()
+        .map(|(placement, h)| {
+            let name = match *placement {
+                "same_cpu" => "on one CPU",
+                "cross_cpu" => "between the two CPUs",
+                _ => "anywhere",
+            };
+            let cpu = h
+                .cpu_us
+                .map_or_else(String::new, |c| format!(" ({c:.1} µs of CPU)"));
+            format!("{name} {:.1} µs{cpu}", h.median_us)
+        })
+        .collect();
+    println!(
+        "hand-offs (one byte to a waiting process and back, median round trip): {}",
+        placements.join("; ")
     );
 }
 

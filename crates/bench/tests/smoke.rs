@@ -70,6 +70,14 @@ fn the_benchmark_runs_and_writes_its_json() {
     assert!((1..=1000).contains(&naps), "{json}");
     assert!(probe["stalls"].as_u64().unwrap() <= naps, "{json}");
     assert!(probe["seconds"].as_f64().unwrap() >= 0.2, "{json}");
+    // Then a hand-off to an echo process and back, for as long.
+    let hand_off = &json["hand_offs"]["any_cpu"];
+    let round_trips = hand_off["round_trips"].as_u64().unwrap();
+    assert!(round_trips > 0, "{json}");
+    assert!(hand_off["median_us"].as_f64().unwrap() > 0.0, "{json}");
+    if let Some(cpu) = hand_off["cpu_us"].as_f64() {
+        assert!(cpu > 0.0, "{json}");
+    }
 }
 
 /// At a fixed rate every connection takes its turns, all of them: the
