@@ -20,7 +20,9 @@
 //! syncs the WAL file (`fdatasync`) and only then answers. The writer
 //! meanwhile commits the next batch, so a commit's CPU work no longer
 //! waits behind the previous commit's sync, and one sync covers every batch
-//! committed before it. A failed sync fails its batches and every later
+//! committed before it. A batch nobody waits for (outcome records) is held
+//! back, committed, until the next one somebody waits for, and synced with
+//! it ([`HOLD_AT_MOST`] at most). A failed sync fails its batches and every later
 //! one (the store then refuses appends until it is opened again): after a
 //! failed `fsync` the kernel may have dropped the pages it could not write,
 //! and a later sync would not say so.
@@ -30,7 +32,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -240,6 +242,17 @@ impl FastPath {
         sync: SyncFn,
         index: IndexSync,
     ) -> Result<Self, StoreError> {
+        Self::open_holding(path, sync, index, HOLD_AT_MOST)
+    }
+
+    /// [`Self::open_with`], holding batches nobody waits for at most
+    /// `hold` before they are synced (see [`HOLD_AT_MOST`]).
+    fn open_holding(
+        path: &Path,
+        sync: SyncFn,
+        index: IndexSync,
+        hold: Duration,
+    ) -> Result<Self, StoreError> {
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -297,7 +310,9 @@ impl FastPath {
         let counted = appended.clone();
         let durability = Arc::new(Durability::new(sync));
         let committed = Arc::new(SyncQueue::default());
-        let to_sync = committed.clone();
+        // Made before the syncing threads start: if anything below fails,
+        // it is dropped and they end.
+        let closing = Closing(committed.clone());
         for _ in 0..SYNCERS {
             let syncing = durability.clone();
             let committed = committed.clone();
@@ -311,8 +326,8 @@ impl FastPath {
             .name("warden-audit-writer".into())
             .spawn(move || {
                 // However the writer ends, the syncing threads end too.
-                let _closing = Closing(&to_sync);
-                write_loop(writer, rx, &owned, &counted, &to_sync, &refusing);
+                let closing = closing;
+                write_loop(writer, rx, &owned, &counted, &closing.0, &refusing, hold);
             })
             .map_err(|e| StoreError::Database(format!("cannot start the audit writer: {e}")))?;
         let owned: PathBuf = path.to_owned();
@@ -505,7 +520,9 @@ impl FastPath {
     }
 
     /// Hands a batch to the writer thread; `then` is called once it is
-    /// committed and durable (or failed).
+    /// committed and durable (or failed). Nobody waits for it, so it is
+    /// synced with the next batch somebody waits for, or after at most
+    /// [`HOLD_AT_MOST`].
     pub(crate) fn queue(
         &self,
         records: Vec<NewRecord>,
@@ -548,9 +565,21 @@ fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
     }
 }
 
+/// How long the writer holds a committed batch that nobody waits for
+/// (outcome records, [`Reply::Then`]) before handing it to the syncing
+/// threads. Such a batch rides with the next one somebody waits for: the
+/// sync that makes a request record durable makes every earlier commit
+/// durable too. Alone, each outcome record cost a sync of its own, and
+/// the wake-ups around it: at low rates, half of all syncs. Past this
+/// time it is synced anyway, so an outcome record is durable at most this
+/// long (and one sync) after its commit. A request record is never held.
+pub(crate) const HOLD_AT_MOST: Duration = Duration::from_millis(10);
+
 /// Appends each batch sent on `rx`, counting the records in `appended`,
-/// and hands what it committed to the syncing thread (`to_sync`), which
-/// answers. Once a sync has failed, batches are refused uncommitted.
+/// and hands what it committed to the syncing threads (`to_sync`), which
+/// answer; a batch nobody waits for is held up to `hold` to go with the
+/// next ([`HOLD_AT_MOST`]). Once a sync has failed, batches are refused
+/// uncommitted.
 fn write_loop(
     conn: Connection,
     rx: mpsc::Receiver<Append>,
@@ -558,14 +587,35 @@ fn write_loop(
     appended: &AtomicU64,
     to_sync: &SyncQueue,
     durability: &Durability,
+    hold: Duration,
 ) {
-    while let Ok(first) = rx.recv() {
+    // Committed, nobody waiting for them, not yet handed on; since when.
+    let mut held: Committed = Vec::new();
+    let mut held_since = Instant::now();
+    loop {
+        let first = if held.is_empty() {
+            match rx.recv() {
+                Ok(first) => first,
+                Err(mpsc::RecvError) => break,
+            }
+        } else {
+            match rx.recv_timeout(hold.saturating_sub(held_since.elapsed())) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    hand_on(to_sync, std::mem::take(&mut held));
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        };
         // Everything already waiting goes into the same transaction.
         let mut jobs = vec![first];
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
         if durability.failed.load(Ordering::Acquire) {
+            // What is held was committed before; its sync fails it.
+            hand_on(to_sync, std::mem::take(&mut held));
             for job in jobs {
                 job.reply.send(Err(Durability::refused()));
             }
@@ -580,17 +630,17 @@ fn write_loop(
             Ok(seqs) => {
                 appended.fetch_add(seqs.len() as u64, Ordering::Relaxed);
                 let mut seqs = seqs.into_iter();
-                let jobs = jobs
-                    .into_iter()
-                    .zip(sizes)
-                    .map(|(job, n)| (job.reply, seqs.by_ref().take(n).collect()))
-                    .collect();
-                if let Err(lost) = to_sync.push(jobs) {
-                    for (reply, _) in lost {
-                        reply.send(Err(StoreError::Database(
-                            "the audit sync has stopped".into(),
-                        )));
-                    }
+                let waited_for = jobs.iter().any(|j| matches!(j.reply, Reply::Wait(_)));
+                if held.is_empty() {
+                    held_since = Instant::now();
+                }
+                held.extend(
+                    jobs.into_iter()
+                        .zip(sizes)
+                        .map(|(job, n)| (job.reply, seqs.by_ref().take(n).collect())),
+                );
+                if waited_for || held_since.elapsed() >= hold {
+                    hand_on(to_sync, std::mem::take(&mut held));
                 }
             }
             Err(e) => {
@@ -599,6 +649,22 @@ fn write_loop(
                     job.reply.send(Err(StoreError::Database(e.to_string())));
                 }
             }
+        }
+    }
+    // Nothing more comes: what is held is synced now.
+    hand_on(to_sync, held);
+}
+
+/// Hands committed batches to the syncing threads, in one group (one
+/// sync, answered in the order they were committed); fails them if the
+/// syncing threads have stopped.
+fn hand_on(to_sync: &SyncQueue, committed: Committed) {
+    if committed.is_empty() {
+        return;
+    }
+    if let Err(lost) = to_sync.push(committed) {
+        for (reply, _) in lost {
+            reply.send(Err(sync_stopped()));
         }
     }
 }
@@ -629,17 +695,20 @@ struct Pending {
     taken: u64,
     /// The writer has ended: nothing more comes.
     closed: bool,
+    /// A syncing thread ended otherwise than at the close (a panic, a
+    /// poisoned lock): nothing more is taken, and what comes is failed.
+    broken: bool,
 }
 
 impl SyncQueue {
     /// Hands a committed batch to the syncing threads; gives it back if
-    /// they have stopped.
+    /// the queue is closed or they have stopped.
     fn push(&self, batch: Committed) -> Result<(), Committed> {
         {
             let Ok(mut pending) = self.pending.lock() else {
                 return Err(batch);
             };
-            if pending.closed {
+            if pending.closed || pending.broken {
                 return Err(batch);
             }
             pending.batches.push(batch);
@@ -652,7 +721,13 @@ impl SyncQueue {
     /// group's turn; none once the writer has ended and all are taken.
     fn take(&self) -> Option<(u64, Vec<Committed>)> {
         let mut pending = self.pending.lock().ok()?;
-        while pending.batches.is_empty() {
+        loop {
+            if pending.broken {
+                return None;
+            }
+            if !pending.batches.is_empty() {
+                break;
+            }
             if pending.closed {
                 return None;
             }
@@ -671,15 +746,64 @@ impl SyncQueue {
         }
         self.work.notify_all();
     }
+
+    /// A syncing thread ended otherwise than at the close: nothing more
+    /// is taken or answered in turn. The batches not yet taken are failed
+    /// (so no caller waits forever), a batch pushed later is given back,
+    /// and a thread waiting for its turn fails its own and ends. (The
+    /// batches of the thread that ended are dropped with it: a caller
+    /// waiting on one gets an error.)
+    fn break_down(&self) {
+        let lost = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.broken = true;
+            std::mem::take(&mut pending.batches)
+        };
+        self.work.notify_all();
+        // A thread waiting for its turn checks `broken` holding `answered`
+        // until it waits: taking that lock here, it has either not checked
+        // yet or is waiting, and then hears this.
+        drop(self.answered.lock().unwrap_or_else(PoisonError::into_inner));
+        self.turn.notify_all();
+        for (reply, _) in lost.into_iter().flatten() {
+            reply.send(Err(sync_stopped()));
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .broken
+    }
+}
+
+fn sync_stopped() -> StoreError {
+    StoreError::Database("the audit sync has stopped".into())
 }
 
 /// Closes the sync queue when dropped (the writer thread's end, however
-/// it comes).
-struct Closing<'a>(&'a SyncQueue);
+/// it comes, or a failed start).
+struct Closing(Arc<SyncQueue>);
 
-impl Drop for Closing<'_> {
+impl Drop for Closing {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+/// Breaks the sync queue down when a syncing thread ends, unless it ended
+/// at the close ([`SyncQueue::break_down`]).
+struct Leaving<'a> {
+    queue: &'a SyncQueue,
+    at_close: bool,
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if !self.at_close {
+            self.queue.break_down();
+        }
     }
 }
 
@@ -693,7 +817,16 @@ impl Drop for Closing<'_> {
 /// for, every dirty page of the file, those another sync is writing
 /// included. Batches are answered in the order they were committed.
 fn sync_loop(queue: &SyncQueue, durability: &Durability) {
-    while let Some((turn, batches)) = queue.take() {
+    let mut leaving = Leaving {
+        queue,
+        at_close: false,
+    };
+    loop {
+        let Some((turn, batches)) = queue.take() else {
+            // Closed and drained, or broken down already.
+            leaving.at_close = true;
+            return;
+        };
         let last = batches
             .iter()
             .flatten()
@@ -708,6 +841,13 @@ fn sync_loop(queue: &SyncQueue, durability: &Durability) {
             return;
         };
         while *answered != turn {
+            if queue.is_broken() {
+                // An earlier turn will never be answered: fail this one.
+                for (reply, _) in batches.into_iter().flatten() {
+                    reply.send(Err(sync_stopped()));
+                }
+                return;
+            }
             let Ok(next) = queue.turn.wait(answered) else {
                 return;
             };
@@ -1047,10 +1187,79 @@ mod tests {
 
     /// A store on a migrated database in `dir` whose syncs wait at a gate.
     async fn gated(dir: &Path) -> (PathBuf, Arc<Gate>, Arc<FastPath>) {
+        gated_holding(dir, HOLD_AT_MOST).await
+    }
+
+    /// [`gated`], holding batches nobody waits for up to `hold`.
+    async fn gated_holding(dir: &Path, hold: Duration) -> (PathBuf, Arc<Gate>, Arc<FastPath>) {
         let path = migrated(dir).await;
         let gate = Arc::new(Gate::default());
-        let fast = Arc::new(FastPath::open_with(&path, gate.sync(), IndexSync::Unsynced).unwrap());
-        (path, gate, fast)
+        let fast = FastPath::open_holding(&path, gate.sync(), IndexSync::Unsynced, hold);
+        (path, gate, Arc::new(fast.unwrap()))
+    }
+
+    /// One record queued, nobody waiting for it (an outcome record): its
+    /// result comes on the receiver.
+    fn queue_one(fast: &FastPath) -> std::sync::mpsc::Receiver<Result<Vec<u64>, StoreError>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let then: crate::AuditDone = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        assert!(fast.queue(body(), then).is_ok());
+        rx
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_nobody_waits_for_rides_with_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, gate, fast) = gated_holding(dir.path(), Duration::from_secs(600)).await;
+        let outcome = queue_one(&fast);
+        until("the outcome record committed", || committed(&path) == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(gate.calls.load(Ordering::SeqCst), 0, "no sync of its own");
+        // A record somebody waits for is synced at once, and the held one
+        // with it: one sync for both.
+        let request = append_one(&fast);
+        until("the request record committed", || committed(&path) == 2).await;
+        until("syncing", || gate.calls.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
+        assert!(
+            outcome.try_recv().is_err() && !request.is_finished(),
+            "not durable yet"
+        );
+        gate.open();
+        assert_eq!(request.await.unwrap().unwrap(), [2]);
+        let outcome = outcome.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(outcome.unwrap(), [1]);
+        assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_batch_is_synced_when_its_hold_ends_or_the_store_closes() {
+        let hold = Duration::from_millis(50);
+        let dir = tempfile::tempdir().unwrap();
+        let (_, gate, fast) = gated_holding(dir.path(), hold).await;
+        gate.open();
+        let queued = std::time::Instant::now();
+        let outcome = queue_one(&fast);
+        let synced = outcome.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(synced.unwrap(), [1]);
+        // Never sooner than its hold (a lower bound: no timing assumed).
+        assert!(queued.elapsed() >= hold, "{:?}", queued.elapsed());
+        assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
+        drop(fast);
+        // Closed while holding: the writer syncs what it holds on its way out.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, gate, fast) = gated_holding(dir.path(), Duration::from_secs(600)).await;
+        gate.open();
+        let outcome = queue_one(&fast);
+        until("committed", || committed(&path) == 1).await;
+        assert!(outcome.try_recv().is_err());
+        drop(fast);
+        let synced = outcome.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(synced.unwrap(), [1]);
+        assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
     }
 
     /// One record appended by a task of its own.
@@ -1111,8 +1320,34 @@ mod tests {
             move || queue.take().is_none()
         });
         std::thread::sleep(Duration::from_millis(20));
-        drop(Closing(&queue));
+        drop(Closing(queue.clone()));
         assert!(waiting.join().unwrap());
+        // Broken down (a syncing thread died): what was pending is failed,
+        // nothing more is taken, and a push is given back.
+        let queue = SyncQueue::default();
+        let (tx, failed) = std::sync::mpsc::channel();
+        let then: crate::AuditDone = Box::new(move |r| tx.send(r).unwrap());
+        assert!(queue.push(vec![(Reply::Then(then), vec![1])]).is_ok());
+        queue.break_down();
+        assert!(failed.try_recv().unwrap().is_err());
+        assert!(queue.take().is_none());
+        assert!(queue.push(batch(2)).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_syncing_thread_that_dies_fails_what_follows_instead_of_hanging_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, gate, fast) = gated(dir.path()).await;
+        gate.open();
+        assert_eq!(fast.append(body()).await.unwrap(), [1]);
+        // A callback that panics kills the syncing thread answering it.
+        let then: crate::AuditDone = Box::new(|_| panic!("a callback that panics"));
+        assert!(fast.queue(body(), then).is_ok());
+        let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
+        let with_it = within(fast.append(body())).await.expect("no answer");
+        assert!(with_it.is_err(), "{with_it:?}");
+        let after = within(fast.append(body())).await.expect("no answer");
+        assert!(after.is_err(), "{after:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
