@@ -9,6 +9,7 @@ use warden_bench::{floor, handoff, load, procstat, setup, stalls, upstream};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -479,6 +480,23 @@ fn print_machine(machine: &[(&str, Option<u32>, stalls::Stalls)]) {
 /// How long each placement of the echo is measured at most.
 const HAND_OFF_TIME: Duration = Duration::from_secs(1);
 
+/// An echo that has not ended this long after it started is killed.
+const HAND_OFF_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Kills and reaps a child process when dropped.
+struct Reap(Arc<std::sync::Mutex<std::process::Child>>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let mut child = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// After the stall probes, for at most [`HAND_OFF_TIME`] each (and no
 /// longer than the machine check): what a hand-off costs, one byte sent
 /// by this process to an echo process and back, with `--pin` once with
@@ -509,17 +527,36 @@ async fn hand_offs(
             .spawn()
             .context("cannot start the hand-off echo")?;
         let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<handoff::HandOff> {
-            let (mut to, mut from) = echo
-                .stdin
-                .take()
-                .zip(echo.stdout.take())
-                .ok_or_else(|| anyhow!("the hand-off echo has no pipes"))?;
+            let pipes = echo.stdin.take().zip(echo.stdout.take());
+            let echo = Arc::new(std::sync::Mutex::new(echo));
+            // Killed and reaped however this ends; killed as well if it has
+            // not ended by the deadline (its pipes then close, and the
+            // reads here fail instead of waiting for ever).
+            let _reap = Reap(echo.clone());
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let watchdog = {
+                let echo = echo.clone();
+                std::thread::spawn(move || {
+                    if finished.recv_timeout(HAND_OFF_DEADLINE).is_err()
+                        && let Ok(mut echo) = echo.lock()
+                    {
+                        let _ = echo.kill();
+                    }
+                })
+            };
+            let (mut to, mut from) =
+                pipes.ok_or_else(|| anyhow!("the hand-off echo has no pipes"))?;
             let pinged = handoff::ping(&mut to, &mut from, duration);
             // Its input ends: the echo says its CPU time and exits.
             drop(to);
             let mut rest = String::new();
             let read = std::io::Read::read_to_string(&mut from, &mut rest);
-            let status = echo.wait()?;
+            let status = echo
+                .lock()
+                .map_err(|_| anyhow!("the hand-off echo is lost"))?
+                .wait()?;
+            drop(done);
+            let _ = watchdog.join();
             let (times, ours) = pinged.context("the hand-off echo did not answer")?;
             read.context("cannot read the hand-off echo's CPU time")?;
             anyhow::ensure!(status.success(), "the hand-off echo failed: {status}");
