@@ -55,12 +55,22 @@ enum Reply {
 }
 
 impl Reply {
+    /// Answers. A function that panics is caught and logged: it must not
+    /// take the thread answering (a syncing thread, or the writer) down
+    /// with it.
     fn send(self, result: Result<Vec<u64>, StoreError>) {
         match self {
             Self::Wait(tx) => {
                 let _ = tx.send(result);
             }
-            Self::Then(f) => f(result),
+            Self::Then(f) => {
+                let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(result)));
+                if called.is_err() {
+                    tracing::error!(
+                        "audit log: a function called with an append's result panicked"
+                    );
+                }
+            }
         }
     }
 }
@@ -571,8 +581,10 @@ fn checkpoint_loop(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
 /// sync that makes a request record durable makes every earlier commit
 /// durable too. Alone, each outcome record cost a sync of its own, and
 /// the wake-ups around it: at low rates, half of all syncs. Past this
-/// time it is synced anyway, so an outcome record is durable at most this
-/// long (and one sync) after its commit. A request record is never held.
+/// time it is handed on anyway, before the writer commits anything more
+/// (if a commit is under way then, once it ends): an outcome record is
+/// durable about this long, and one sync, after its commit at most. A
+/// request record is never held.
 pub(crate) const HOLD_AT_MOST: Duration = Duration::from_millis(10);
 
 /// Appends each batch sent on `rx`, counting the records in `appended`,
@@ -593,6 +605,10 @@ fn write_loop(
     let mut held: Committed = Vec::new();
     let mut held_since = Instant::now();
     loop {
+        if !held.is_empty() && held_since.elapsed() >= hold {
+            // Its time is up: before anything else is committed.
+            hand_on(to_sync, std::mem::take(&mut held));
+        }
         let first = if held.is_empty() {
             match rx.recv() {
                 Ok(first) => first,
@@ -613,11 +629,17 @@ fn write_loop(
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
-        if durability.failed.load(Ordering::Acquire) {
-            // What is held was committed before; its sync fails it.
+        if durability.failed.load(Ordering::Acquire) || to_sync.is_broken() {
+            // Nothing committed that cannot be made durable. What is held
+            // was committed before; its sync, or the queue, fails it.
             hand_on(to_sync, std::mem::take(&mut held));
+            let refused = if to_sync.is_broken() {
+                sync_stopped
+            } else {
+                Durability::refused
+            };
             for job in jobs {
-                job.reply.send(Err(Durability::refused()));
+                job.reply.send(Err(refused()));
             }
             continue;
         }
@@ -836,10 +858,12 @@ fn sync_loop(queue: &SyncQueue, durability: &Durability) {
             .unwrap_or(0);
         let synced = durability.sync_through(last);
         // Answers go out in commit order: a later sync that ends first
-        // waits for the earlier one's answers.
-        let Ok(mut answered) = queue.answered.lock() else {
-            return;
-        };
+        // waits for the earlier one's answers. (A poisoned lock: the queue
+        // is broken, or about to be, and the check below fails the batch.)
+        let mut answered = queue
+            .answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while *answered != turn {
             if queue.is_broken() {
                 // An earlier turn will never be answered: fail this one.
@@ -848,10 +872,10 @@ fn sync_loop(queue: &SyncQueue, durability: &Durability) {
                 }
                 return;
             }
-            let Ok(next) = queue.turn.wait(answered) else {
-                return;
-            };
-            answered = next;
+            answered = queue
+                .turn
+                .wait(answered)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         for (reply, seqs) in batches.into_iter().flatten() {
             reply.send(match &synced {
@@ -1335,19 +1359,56 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_function_that_panics_on_an_appends_result_harms_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, gate, fast) = gated_holding(dir.path(), Duration::from_secs(600)).await;
+        gate.open();
+        let then: crate::AuditDone = Box::new(|_| panic!("a function that panics"));
+        assert!(fast.queue(body(), then).is_ok());
+        // Synced with it, and answered after it, by the same thread.
+        assert_eq!(fast.append(body()).await.unwrap(), [2]);
+        assert_eq!(fast.append(body()).await.unwrap(), [3]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_syncing_thread_that_dies_fails_what_follows_instead_of_hanging_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, gate, fast) = gated(dir.path()).await;
+        let path = migrated(dir.path()).await;
+        // The first sync waits at the gate, then panics; the others succeed.
+        let gate = Arc::new(Gate::default());
+        let sync: SyncFn = Box::new({
+            let gate = gate.clone();
+            move || {
+                if gate.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let mut open = gate.open.lock().unwrap();
+                    while !*open {
+                        open = gate.opened.wait(open).unwrap();
+                    }
+                    drop(open);
+                    panic!("a sync that panics");
+                }
+                Ok(())
+            }
+        });
+        let fast = Arc::new(FastPath::open_with(&path, sync, IndexSync::Unsynced).unwrap());
+        let first = append_one(&fast);
+        until("the first sync", || gate.calls.load(Ordering::SeqCst) == 1).await;
+        // The second batch's sync succeeds, and its thread waits for the
+        // first batch's turn.
+        let second = append_one(&fast);
+        until("the second sync", || gate.calls.load(Ordering::SeqCst) == 2).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "answered before the batch before it");
         gate.open();
-        assert_eq!(fast.append(body()).await.unwrap(), [1]);
-        // A callback that panics kills the syncing thread answering it.
-        let then: crate::AuditDone = Box::new(|_| panic!("a callback that panics"));
-        assert!(fast.queue(body(), then).is_ok());
         let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
-        let with_it = within(fast.append(body())).await.expect("no answer");
-        assert!(with_it.is_err(), "{with_it:?}");
-        let after = within(fast.append(body())).await.expect("no answer");
-        assert!(after.is_err(), "{after:?}");
+        let first = within(first).await.expect("no answer").unwrap();
+        assert!(first.is_err(), "{first:?}");
+        let second = within(second).await.expect("no answer").unwrap();
+        assert!(second.is_err(), "{second:?}");
+        // Nothing more is committed that could not be made durable.
+        let third = within(append_one(&fast)).await.expect("no answer").unwrap();
+        assert!(third.is_err(), "{third:?}");
+        assert_eq!(committed(&path), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
