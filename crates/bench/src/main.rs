@@ -537,7 +537,8 @@ async fn hand_offs(
             let watchdog = {
                 let echo = echo.clone();
                 std::thread::spawn(move || {
-                    if finished.recv_timeout(HAND_OFF_DEADLINE).is_err()
+                    let late = finished.recv_timeout(HAND_OFF_DEADLINE);
+                    if late == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                         && let Ok(mut echo) = echo.lock()
                     {
                         let _ = echo.kill();

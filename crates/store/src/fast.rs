@@ -629,11 +629,12 @@ fn write_loop(
         while let Ok(more) = rx.try_recv() {
             jobs.push(more);
         }
-        if durability.failed.load(Ordering::Acquire) || to_sync.is_broken() {
+        let broken = to_sync.is_broken();
+        if broken || durability.failed.load(Ordering::Acquire) {
             // Nothing committed that cannot be made durable. What is held
             // was committed before; its sync, or the queue, fails it.
             hand_on(to_sync, std::mem::take(&mut held));
-            let refused = if to_sync.is_broken() {
+            let refused = if broken {
                 sync_stopped
             } else {
                 Durability::refused
@@ -661,7 +662,8 @@ fn write_loop(
                         .zip(sizes)
                         .map(|(job, n)| (job.reply, seqs.by_ref().take(n).collect())),
                 );
-                if waited_for || held_since.elapsed() >= hold {
+                // (A batch held past its time goes at the loop's top.)
+                if waited_for {
                     hand_on(to_sync, std::mem::take(&mut held));
                 }
             }
